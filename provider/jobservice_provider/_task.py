@@ -1,0 +1,52 @@
+"""Airflow-side helpers shared by the sensor and the operators (one place for timeouts and outcomes)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Context, conf
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+
+def default_deferrable() -> bool:
+    """Airflow's ``[operators] default_deferrable`` setting."""
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+def deadline_for(context: Context, limit: timedelta | float | None) -> float | None:
+    """The absolute deadline (epoch seconds) of a limit counted from the start of this try.
+
+    Counting from the try's start (not from now) keeps the time *remaining* when a task
+    defers again or resumes, instead of granting a fresh full timeout each time.
+    """
+    if limit is None:
+        return None
+    seconds = limit.total_seconds() if isinstance(limit, timedelta) else float(limit)
+    start: datetime | None = getattr(context.get("ti"), "start_date", None)
+    started = start.timestamp() if start is not None else time.time()
+    return started + seconds
+
+
+def remaining(deadline: float | None) -> timedelta | None:
+    """Time left until ``deadline``, for ``defer(timeout=...)``; never negative."""
+    if deadline is None:
+        return None
+    return timedelta(seconds=max(0.0, deadline - time.time()))
+
+
+def failed_job_error(message: str) -> AirflowFailException:
+    """The error for a watched job that ended in a failure status.
+
+    Retrying the watching task cannot change a job that already ended, so it does not
+    retry (a sensor with ``soft_fail`` is skipped instead).
+    """
+    return AirflowFailException(message)
+
+
+def check_event(event: dict[str, Any] | None) -> dict[str, Any]:
+    """Validate the trigger's event; a missing or foreign event is an error, not a success."""
+    if not isinstance(event, dict) or "status" not in event or "job_id" not in event:
+        raise AirflowException(f"Unexpected trigger event: {event!r}")
+    return event

@@ -1,0 +1,204 @@
+"""The native Job Service HTTP API v1 (docs/openapi.yaml), as pure request builders and parsers."""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+from jobservice_provider.core.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidRequestError,
+    JobNotFoundError,
+    JobServiceError,
+    MalformedResponseError,
+    PermanentError,
+    TransientError,
+    body_excerpt,
+)
+from jobservice_provider.core.http import HttpRequest, HttpResponse
+from jobservice_provider.core.job import Job
+
+MAX_BATCH = 100
+TRANSIENT_STATUSES = frozenset({408, 425, 429}) | frozenset(range(500, 600))
+
+
+@dataclasses.dataclass(frozen=True)
+class Page:
+    """One page of a job listing."""
+
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class LogChunk:
+    """Log text from ``offset`` up to ``next_offset``; ``complete`` once the job ended and all was read."""
+
+    data: str
+    offset: int
+    next_offset: int
+    complete: bool
+
+
+def _job_path(job_id: str, suffix: str = "") -> str:
+    if not isinstance(job_id, str) or not job_id:
+        raise InvalidRequestError(f"job id must be a non-empty string, got {job_id!r}")
+    return f"/v1/jobs/{quote(job_id, safe='')}{suffix}"
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds from now (delta-seconds or an HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class NativeDialect:
+    """Speaks the provider's own v1 API."""
+
+    name = "native"
+    supports_batch_lookup = True
+    supports_long_poll = True
+    supports_idempotent_submit = True
+    supports_logs = True
+    supports_progress = True
+    max_batch = MAX_BATCH
+
+    # -- requests ---------------------------------------------------------------------------
+    def submit(
+        self,
+        job_type: str,
+        params: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        meta: dict[str, Any] | None = None,
+        timeout_s: float | None = None,
+    ) -> HttpRequest:
+        body: dict[str, Any] = {"type": job_type, "params": params or {}}
+        if meta:
+            body["meta"] = meta
+        if timeout_s is not None:
+            body["timeout_s"] = timeout_s
+        headers = (("Idempotency-Key", idempotency_key),) if idempotency_key else ()
+        return HttpRequest("POST", "/v1/jobs", json=body, headers=headers, idempotent=bool(idempotency_key))
+
+    def get(self, job_id: str, *, wait_s: float | None = None, seen: int | None = None) -> HttpRequest:
+        params: tuple[tuple[str, str], ...] = ()
+        if wait_s is not None and seen is not None:
+            params = (("wait_s", f"{wait_s:g}"), ("seen", str(seen)))
+        return HttpRequest("GET", _job_path(job_id), params=params)
+
+    def get_many(self, job_ids: Sequence[str]) -> HttpRequest:
+        if not 0 < len(job_ids) <= MAX_BATCH:
+            raise InvalidRequestError(f"a batch lookup takes 1 to {MAX_BATCH} job ids, got {len(job_ids)}")
+        return HttpRequest("GET", "/v1/jobs", params=tuple(("id", j) for j in job_ids))
+
+    def list(
+        self,
+        *,
+        status: Sequence[str] | None = None,
+        job_type: str | None = None,
+        created_after: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> HttpRequest:
+        params: list[tuple[str, str]] = [("status", s) for s in status or ()]
+        if job_type:
+            params.append(("type", job_type))
+        if created_after:
+            params.append(("created_after", created_after))
+        if limit:
+            params.append(("limit", str(limit)))
+        if cursor:
+            params.append(("cursor", cursor))
+        return HttpRequest("GET", "/v1/jobs", params=tuple(params))
+
+    def cancel(self, job_id: str) -> HttpRequest:
+        return HttpRequest("POST", _job_path(job_id, "/cancel"))
+
+    def result(self, job_id: str) -> HttpRequest:
+        return HttpRequest("GET", _job_path(job_id, "/result"))
+
+    def logs(self, job_id: str, offset: int = 0) -> HttpRequest:
+        return HttpRequest("GET", _job_path(job_id, "/logs"), params=(("offset", str(offset)),))
+
+    def health(self) -> HttpRequest:
+        return HttpRequest("GET", "/v1/health")
+
+    # -- responses --------------------------------------------------------------------------
+    def parse_job(self, response: HttpResponse) -> Job:
+        return Job.from_json(response.json(), body=response.body)
+
+    def parse_many(self, response: HttpResponse) -> tuple[list[Job], list[str]]:
+        data = response.json_object()
+        jobs, missing = data.get("jobs"), data.get("missing", [])
+        if not isinstance(jobs, list) or not isinstance(missing, list):
+            raise MalformedResponseError(f"batch lookup: expected 'jobs' and 'missing' lists: {body_excerpt(response.body)}")
+        return [Job.from_json(j, body=response.body) for j in jobs], [str(m) for m in missing]
+
+    def parse_page(self, response: HttpResponse) -> Page:
+        data = response.json_object()
+        jobs, cursor = data.get("jobs"), data.get("next_cursor")
+        if not isinstance(jobs, list) or not (cursor is None or isinstance(cursor, str)):
+            raise MalformedResponseError(f"job listing: expected 'jobs' list and 'next_cursor': {body_excerpt(response.body)}")
+        return Page([Job.from_json(j, body=response.body) for j in jobs], cursor)
+
+    def parse_result(self, response: HttpResponse) -> Any:
+        data = response.json_object()
+        if "result" not in data:
+            raise MalformedResponseError(f"job result: no 'result' member: {body_excerpt(response.body)}")
+        return data["result"]
+
+    def parse_logs(self, response: HttpResponse) -> LogChunk:
+        data = response.json_object()
+        try:
+            return LogChunk(
+                data=str(data["data"]),
+                offset=int(data["offset"]),
+                next_offset=int(data["next_offset"]),
+                complete=bool(data["complete"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedResponseError(f"job logs: {exc!r} in {body_excerpt(response.body)}") from exc
+
+    def parse_health(self, response: HttpResponse) -> dict[str, Any]:
+        return response.json_object()
+
+    def error_for(self, response: HttpResponse, *, job_id: str | None = None) -> JobServiceError:
+        """The error a non-2xx response stands for, classified by status code."""
+        status = response.status
+        problem: dict[str, Any] = {}
+        if response.headers.get("content-type", "").split(";")[0].strip() in ("application/problem+json", "application/json"):
+            try:
+                decoded = response.json()
+                problem = decoded if isinstance(decoded, dict) else {}
+            except MalformedResponseError:
+                problem = {}
+        detail = problem.get("detail") or problem.get("title") or body_excerpt(response.body) or response.reason
+        where = f"{response.url}: " if response.url else ""
+        message = f"{where}HTTP {status}: {detail}"
+        if status in TRANSIENT_STATUSES:
+            return TransientError(message, status=status, retry_after=parse_retry_after(response.headers.get("retry-after")))
+        if status in (401, 403):
+            return AuthenticationError(message, status=status, problem=problem)
+        if status == 404 and job_id is not None:
+            return JobNotFoundError(job_id, f"Job {job_id} not found: {message}", problem=problem)
+        if status == 409:
+            return ConflictError(message, status=status, problem=problem)
+        if status in (400, 413, 422):
+            return InvalidRequestError(message, status=status, problem=problem)
+        return PermanentError(message, status=status, problem=problem)

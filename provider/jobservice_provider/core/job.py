@@ -1,0 +1,160 @@
+"""The job record, parsed once from the service's JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import pendulum
+
+from jobservice_provider.core.errors import MalformedResponseError, body_excerpt
+from jobservice_provider.core.status import JobStatus
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """How far a job has come, as the service reports it."""
+
+    completed: float = 0
+    total: float | None = None
+    message: str | None = None
+
+    def describe(self) -> str:
+        amount = f"{_num(self.completed)}/{_num(self.total)}" if self.total else f"{_num(self.completed)}"
+        return f"{amount} {self.message}" if self.message else amount
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoteError:
+    """The error the service recorded for a failed or cancelled job."""
+
+    type: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One remote job.
+
+    ``status`` is ``None`` when the service reported a status we do not know
+    (kept verbatim in ``raw_status``); a wait treats that as still running.
+    """
+
+    id: str
+    status: JobStatus | None
+    raw_status: str
+    type: str | None = None
+    key: str | None = None
+    version: int | None = None
+    attempt: int | None = None
+    progress: Progress | None = None
+    error: RemoteError | None = None
+    created_at: pendulum.DateTime | None = None
+    started_at: pendulum.DateTime | None = None
+    updated_at: pendulum.DateTime | None = None
+    finished_at: pendulum.DateTime | None = None
+    meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Any, *, body: bytes | str | None = None) -> Job:
+        """Parse a native job record.
+
+        :param data: the decoded JSON object.
+        :param body: the raw body, quoted in the error when the record is malformed.
+        """
+        try:
+            if not isinstance(data, Mapping):
+                raise ValueError("a job record must be a JSON object")
+            job_id = data["id"]
+            raw_status = data["status"]
+            if not isinstance(job_id, str) or not job_id:
+                raise ValueError("'id' must be a non-empty string")
+            if not isinstance(raw_status, str):
+                raise ValueError("'status' must be a string")
+            try:
+                status: JobStatus | None = JobStatus(raw_status.upper())
+            except ValueError:
+                status = None
+            progress = data.get("progress")
+            error = data.get("error")
+            meta = data.get("meta") or {}
+            if not isinstance(meta, Mapping):
+                raise ValueError("'meta' must be an object")
+            return cls(
+                id=job_id,
+                status=status,
+                raw_status=raw_status,
+                type=data.get("type"),
+                key=data.get("key"),
+                version=_opt_int(data.get("version"), "version"),
+                attempt=_opt_int(data.get("attempt"), "attempt"),
+                progress=Progress(
+                    completed=progress.get("completed") or 0,
+                    total=progress.get("total"),
+                    message=progress.get("message"),
+                )
+                if isinstance(progress, Mapping)
+                else None,
+                error=RemoteError(type=str(error.get("type", "Error")), message=str(error.get("message", "")))
+                if isinstance(error, Mapping)
+                else None,
+                created_at=_opt_time(data.get("created_at"), "created_at"),
+                started_at=_opt_time(data.get("started_at"), "started_at"),
+                updated_at=_opt_time(data.get("updated_at"), "updated_at"),
+                finished_at=_opt_time(data.get("finished_at"), "finished_at"),
+                meta=dict(meta),
+            )
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            excerpt = body_excerpt(body) if body is not None else body_excerpt(repr(data))
+            raise MalformedResponseError(f"Malformed job record ({reason}): {excerpt}") from exc
+
+    def summary(self) -> dict[str, Any]:
+        """A small JSON-safe dict for trigger events, XCom and logs."""
+        return {
+            "id": self.id,
+            "status": self.status.value if self.status else self.raw_status,
+            "type": self.type,
+            "version": self.version,
+            "attempt": self.attempt,
+            "progress": dataclasses.asdict(self.progress) if self.progress else None,
+            "error": dataclasses.asdict(self.error) if self.error else None,
+            "created_at": _iso(self.created_at),
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "meta": dict(self.meta),
+        }
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "?"
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _opt_int(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"'{name}' must be an integer")
+    return value
+
+
+def _opt_time(value: Any, name: str) -> pendulum.DateTime | None:
+    if value is None:
+        return None
+    try:
+        parsed = pendulum.parse(value)
+    except Exception as exc:
+        raise ValueError(f"'{name}' is not a timestamp: {value!r}") from exc
+    if not isinstance(parsed, pendulum.DateTime):
+        raise ValueError(f"'{name}' is not a date-time: {value!r}")
+    return parsed
+
+
+def _iso(value: pendulum.DateTime | None) -> str | None:
+    return value.isoformat() if value else None

@@ -1,0 +1,192 @@
+"""JobServiceHook: the Airflow face of the core client (sync for workers, async for the triggerer)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
+from functools import cached_property
+from typing import Any, TypeVar
+
+from asgiref.sync import async_to_sync
+from airflow.sdk import BaseHook, Connection
+
+from jobservice_provider.core.client import JobServiceClient
+from jobservice_provider.core.config import ServiceConfig
+from jobservice_provider.core.dialects import LogChunk
+from jobservice_provider.core.errors import JobNotFoundError, JobServiceError
+from jobservice_provider.core.job import Job
+from jobservice_provider.core.wait import WaitResult, WaitSpec, wait_for_job
+
+T = TypeVar("T")
+
+
+def _config_from(conn: Connection) -> ServiceConfig:
+    return ServiceConfig.from_connection_fields(
+        conn_id=conn.conn_id,
+        host=conn.host,
+        schema=conn.schema,
+        port=conn.port,
+        password=conn.password,
+        extra=conn.extra,
+    )
+
+
+class JobServiceHook(BaseHook):
+    """Talk to a remote job service described by an Airflow connection of type ``jobservice``.
+
+    Every call exists twice over the same core coroutines: ``get_job`` for worker
+    code and ``aget_job`` (etc.) for the triggerer, where the connection is fetched
+    with Airflow's async API so the event loop is never blocked.
+
+    :param jobservice_conn_id: the connection id (default ``jobservice_default``).
+    """
+
+    conn_name_attr = "jobservice_conn_id"
+    default_conn_name = "jobservice_default"
+    conn_type = "jobservice"
+    hook_name = "Job Service"
+
+    def __init__(self, jobservice_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.jobservice_conn_id = jobservice_conn_id
+        self._async_config: ServiceConfig | None = None
+
+    # -- configuration ---------------------------------------------------------------------
+    @cached_property
+    def config(self) -> ServiceConfig:
+        """The connection, read and validated once (sync; for worker code)."""
+        from airflow.sdk.log import mask_secret
+
+        config = _config_from(self.get_connection(self.jobservice_conn_id))
+        for _, value in config.extra_headers:
+            mask_secret(value)
+        return config
+
+    async def aget_config(self) -> ServiceConfig:
+        """The connection, read and validated once with Airflow's async connection API."""
+        if self._async_config is None:
+            from airflow.sdk.log import amask_secret
+
+            config = _config_from(await self.aget_connection(self.jobservice_conn_id))
+            for _, value in config.extra_headers:
+                await amask_secret(value)
+            self._async_config = config
+        return self._async_config
+
+    @asynccontextmanager
+    async def async_client(self) -> AsyncIterator[JobServiceClient]:
+        """A core client for the triggerer; reuse it across polls to keep its connection pool."""
+        async with JobServiceClient(await self.aget_config()) as client:
+            yield client
+
+    async def _acall(self, operation: Callable[[JobServiceClient], Awaitable[T]]) -> T:
+        async with self.async_client() as client:
+            return await operation(client)
+
+    def _call(self, operation: Callable[[JobServiceClient], Awaitable[T]]) -> T:
+        config = self.config
+
+        async def run() -> T:
+            async with JobServiceClient(config) as client:
+                return await operation(client)
+
+        return async_to_sync(run)()
+
+    # -- sync face (workers) ---------------------------------------------------------------
+    def submit(
+        self,
+        job_type: str,
+        params: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        meta: dict[str, Any] | None = None,
+        timeout_s: float | None = None,
+    ) -> Job:
+        """Submit a job; with an ``idempotency_key`` a repeat returns the same job."""
+        return self._call(
+            lambda c: c.submit(job_type, params, idempotency_key=idempotency_key, meta=meta, timeout_s=timeout_s)
+        )
+
+    def get_job(self, job_id: str) -> Job:
+        return self._call(lambda c: c.get_job(job_id))
+
+    def get_jobs(self, job_ids: Sequence[str]) -> list[Job]:
+        """Look up many jobs at once (batched); raises :class:`JobNotFoundError` naming any unknown ids."""
+        return self._call(lambda c: _all_found(c, job_ids))
+
+    def list_jobs(
+        self,
+        status: Sequence[str] | None = None,
+        job_type: str | None = None,
+        created_after: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Job]:
+        """Jobs matching the filters, across all pages (``limit`` caps the total)."""
+
+        async def collect(client: JobServiceClient) -> list[Job]:
+            return [
+                job
+                async for job in client.list_jobs(
+                    status=status, job_type=job_type, created_after=created_after, limit=limit
+                )
+            ]
+
+        return iter(self._call(collect))
+
+    def cancel_job(self, job_id: str) -> Job:
+        return self._call(lambda c: c.cancel_job(job_id))
+
+    def get_result(self, job_id: str) -> Any:
+        return self._call(lambda c: c.get_result(job_id))
+
+    def get_logs(self, job_id: str, offset: int = 0) -> LogChunk:
+        return self._call(lambda c: c.get_logs(job_id, offset))
+
+    def wait_for_job(self, spec: WaitSpec, *, check_now: bool = False) -> WaitResult:
+        """Wait on a worker with the same loop and policies the trigger uses."""
+        return self._call(lambda c: wait_for_job(c, spec, log=self.log, check_now=check_now))
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Call the service's health endpoint; report its version or the exact failure."""
+        try:
+            health = self._call(lambda c: c.health())
+        except (JobServiceError, ValueError) as exc:
+            return False, str(exc)
+        service = health.get("service", "job service")
+        return True, f"Connected to {service} {health.get('version', '?')} (API {health.get('api', '?')}) at {self.config.base_url}"
+
+    # -- async face (triggerer) ------------------------------------------------------------
+    async def asubmit(
+        self,
+        job_type: str,
+        params: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        meta: dict[str, Any] | None = None,
+        timeout_s: float | None = None,
+    ) -> Job:
+        return await self._acall(
+            lambda c: c.submit(job_type, params, idempotency_key=idempotency_key, meta=meta, timeout_s=timeout_s)
+        )
+
+    async def aget_job(self, job_id: str) -> Job:
+        return await self._acall(lambda c: c.get_job(job_id))
+
+    async def aget_jobs(self, job_ids: Sequence[str]) -> list[Job]:
+        return await self._acall(lambda c: _all_found(c, job_ids))
+
+    async def acancel_job(self, job_id: str) -> Job:
+        return await self._acall(lambda c: c.cancel_job(job_id))
+
+    async def aget_result(self, job_id: str) -> Any:
+        return await self._acall(lambda c: c.get_result(job_id))
+
+    async def aget_logs(self, job_id: str, offset: int = 0) -> LogChunk:
+        return await self._acall(lambda c: c.get_logs(job_id, offset))
+
+
+async def _all_found(client: JobServiceClient, job_ids: Sequence[str]) -> list[Job]:
+    jobs, missing = await client.get_jobs(job_ids)
+    if missing:
+        raise JobNotFoundError(missing[0], f"Unknown job id(s): {', '.join(missing)}")
+    return jobs

@@ -1,0 +1,115 @@
+"""JobCompleteSensor: wait for a job someone submitted to reach a target status."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
+from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
+
+from jobservice_provider._task import check_event, deadline_for, default_deferrable, failed_job_error, remaining
+from jobservice_provider.core.policy import PollPolicy
+from jobservice_provider.core.status import FAILURE, SUCCESS, JobStatus, WaitVerdict, parse_statuses, verdict
+from jobservice_provider.core.wait import Outcome, describe
+from jobservice_provider.hooks.jobservice import JobServiceHook
+from jobservice_provider.triggers.jobservice import JobStatusTrigger
+
+
+class JobCompleteSensor(BaseSensorOperator):
+    """Wait until a remote job reaches one of ``target_statuses``.
+
+    Pokes once; then, when deferrable, waits in the triggerer for the time still
+    remaining of the sensor's ``timeout``. A job that ends in a failure status fails
+    the task (no retry; skipped with ``soft_fail``) with the job id, status and remote
+    error in the message. Returns the job record as XCom.
+
+    :param job_id: the job to watch (templated).
+    :param jobservice_conn_id: connection of the job service.
+    :param target_statuses: statuses that mean done (default ``SUCCEEDED``).
+    :param failure_statuses: statuses that fail the task (default ``FAILED``, ``CANCELLED``).
+    :param poll_interval: seconds between checks (default: the connection's, else 10);
+        jittered ±20%.
+    :param max_poll_interval: let checks spread out up to this many seconds as the job ages.
+    :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
+    """
+
+    template_fields: Sequence[str] = ("job_id",)
+    ui_color = "#d7ecfa"
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        jobservice_conn_id: str = JobServiceHook.default_conn_name,
+        target_statuses: Sequence[JobStatus | str] = tuple(SUCCESS),
+        failure_statuses: Sequence[JobStatus | str] = tuple(FAILURE),
+        poll_interval: float | None = None,
+        max_poll_interval: float | None = None,
+        deferrable: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if poll_interval is not None:
+            kwargs.setdefault("poke_interval", poll_interval)
+        super().__init__(**kwargs)
+        self.job_id = job_id
+        self.jobservice_conn_id = jobservice_conn_id
+        self.target_statuses = parse_statuses(target_statuses)
+        self.failure_statuses = parse_statuses(failure_statuses)
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+
+    @cached_property
+    def hook(self) -> JobServiceHook:
+        return JobServiceHook(self.jobservice_conn_id)
+
+    def poke(self, context: Context) -> PokeReturnValue | bool:
+        job = self.hook.get_job(self.job_id)
+        self.log.info("%s", describe(job))
+        match verdict(job.status, self.target_statuses, self.failure_statuses):
+            case WaitVerdict.DONE:
+                return PokeReturnValue(is_done=True, xcom_value=job.summary())
+            case WaitVerdict.FAILED:
+                raise failed_job_error(describe(job))
+        return False
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        poked = self.poke(context)
+        if isinstance(poked, PokeReturnValue) and poked:
+            return poked.xcom_value
+        deadline = deadline_for(context, self.timeout)
+        policy = PollPolicy(
+            interval=self.poll_interval or self.hook.config.poll_interval, max_interval=self.max_poll_interval
+        )
+        self.defer(
+            trigger=JobStatusTrigger(
+                job_id=self.job_id,
+                jobservice_conn_id=self.jobservice_conn_id,
+                target_statuses=[s.value for s in self.target_statuses],
+                failure_statuses=[s.value for s in self.failure_statuses],
+                poll_policy=policy.to_dict(),
+                retry_policy={"budget": self.hook.config.transient_error_budget},
+                deadline=deadline,
+            ),
+            method_name="execute_complete",
+            timeout=remaining(deadline),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        event = check_event(event)
+        match event["status"]:
+            case Outcome.SUCCESS.value:
+                self.log.info("%s", event["message"])
+                return event["job"]
+            case Outcome.FAILED.value:
+                raise failed_job_error(event["message"])
+            case Outcome.TIMEOUT.value:
+                raise AirflowSensorTimeout(
+                    f"Sensor timed out after {timedelta(seconds=self.timeout)}: {event['message']}"
+                )
+        raise AirflowException(event["message"])

@@ -1,0 +1,95 @@
+"""JobStatusTrigger: waits for a remote job in the triggerer, without holding a worker slot."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from jobservice_provider.core.errors import JobServiceError
+from jobservice_provider.core.policy import PollPolicy, RetryPolicy
+from jobservice_provider.core.status import FAILURE, SUCCESS, JobStatus, parse_statuses
+from jobservice_provider.core.wait import DEFAULT_NOT_FOUND_GRACE, Outcome, WaitResult, WaitSpec, wait_for_job
+from jobservice_provider.hooks.jobservice import JobServiceHook
+
+# The trigger reports the deadline this long before Airflow's own trigger timeout would
+# fire, so the task resumes through execute_complete (which can cancel the job and raise
+# the proper timeout error) instead of Airflow's generic deferral timeout.
+DEADLINE_MARGIN = 2.0
+
+
+class JobStatusTrigger(BaseTrigger):
+    """Poll a job until it reaches a target or terminal status, then yield one event.
+
+    All arguments are plain JSON so the trigger survives a triggerer restart: the
+    deadline is absolute (epoch seconds), never a count of polls.
+
+    :param job_id: the remote job id.
+    :param jobservice_conn_id: the connection of the service.
+    :param target_statuses: statuses that end the wait successfully.
+    :param failure_statuses: statuses that end the wait as a failure (any other terminal
+        status also does, since the job can no longer reach a target).
+    :param poll_policy: :class:`PollPolicy` as a dict.
+    :param retry_policy: :class:`RetryPolicy` as a dict (transient-error backoff and budget).
+    :param deadline: epoch seconds when Airflow's timeout for this wait expires, or None.
+    :param not_found_grace: seconds an unknown job id is tolerated right after submission.
+
+    The event is ``{"status": "success"|"failed"|"timeout"|"error", "job_id", "job", "message"}``.
+    """
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        jobservice_conn_id: str = JobServiceHook.default_conn_name,
+        target_statuses: Iterable[str] = tuple(s.value for s in SUCCESS),
+        failure_statuses: Iterable[str] = tuple(s.value for s in FAILURE),
+        poll_policy: dict[str, Any] | None = None,
+        retry_policy: dict[str, Any] | None = None,
+        deadline: float | None = None,
+        not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
+    ) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.jobservice_conn_id = jobservice_conn_id
+        self.target_statuses = sorted(s.value for s in parse_statuses(target_statuses))
+        self.failure_statuses = sorted(s.value for s in parse_statuses(failure_statuses))
+        self.poll_policy = PollPolicy.from_dict(poll_policy).to_dict()
+        self.retry_policy = RetryPolicy.from_dict(retry_policy).to_dict()
+        self.deadline = deadline
+        self.not_found_grace = not_found_grace
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        cls = type(self)
+        return f"{cls.__module__}.{cls.__qualname__}", {
+            "job_id": self.job_id,
+            "jobservice_conn_id": self.jobservice_conn_id,
+            "target_statuses": list(self.target_statuses),
+            "failure_statuses": list(self.failure_statuses),
+            "poll_policy": dict(self.poll_policy),
+            "retry_policy": dict(self.retry_policy),
+            "deadline": self.deadline,
+            "not_found_grace": self.not_found_grace,
+        }
+
+    def wait_spec(self) -> WaitSpec:
+        return WaitSpec(
+            job_id=self.job_id,
+            targets=frozenset(JobStatus(s) for s in self.target_statuses),
+            failures=frozenset(JobStatus(s) for s in self.failure_statuses),
+            poll=PollPolicy.from_dict(self.poll_policy),
+            retry=RetryPolicy.from_dict(self.retry_policy),
+            deadline=None if self.deadline is None else self.deadline - DEADLINE_MARGIN,
+            not_found_grace=self.not_found_grace,
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = JobServiceHook(self.jobservice_conn_id)
+        try:
+            async with hook.async_client() as client:
+                result = await wait_for_job(client, self.wait_spec(), log=self.log)
+        except JobServiceError as exc:
+            result = WaitResult(Outcome.ERROR, self.job_id, None, str(exc))
+        self.log.info("Job %s: wait ended with %s: %s", self.job_id, result.outcome.value, result.message)
+        yield TriggerEvent(result.to_event())

@@ -1,0 +1,126 @@
+"""The wait loop, stepped with a fake clock and a scripted service (no sockets, no real sleeping)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import pytest
+
+from jobservice_provider.core.errors import AuthenticationError, JobNotFoundError, TransientError
+from jobservice_provider.core.job import Job
+from jobservice_provider.core.policy import PollPolicy, RetryPolicy
+from jobservice_provider.core.wait import Outcome, WaitSpec, wait_for_job
+
+Step = str | Exception  # a status to report, or an error to raise
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class ScriptedService:
+    """Answers get_job from a script; the last step repeats."""
+
+    def __init__(self, steps: Iterable[Step]) -> None:
+        self.steps = list(steps)
+        self.calls = 0
+
+    async def get_job(self, job_id: str) -> Job:
+        step = self.steps[min(self.calls, len(self.steps) - 1)]
+        self.calls += 1
+        if isinstance(step, Exception):
+            raise step
+        return Job(id=job_id, status=None, raw_status=step) if step == "WEIRD" else Job.from_json({"id": job_id, "status": step})
+
+
+async def run(steps: Iterable[Step], clock: FakeClock, **spec: object) -> tuple[Outcome, str, ScriptedService]:
+    service = ScriptedService(steps)
+    wait_spec = WaitSpec(job_id="j_1", poll=PollPolicy(interval=10.0, jitter=0.2), **spec)  # type: ignore[arg-type]
+    result = await wait_for_job(service, wait_spec, clock=clock, sleep=clock.sleep, rand=lambda: 0.5)
+    return result.outcome, result.message, service
+
+
+async def test_polls_with_first_random_delay_until_success() -> None:
+    clock = FakeClock()
+    outcome, _, service = await run(["QUEUED", "RUNNING", "SUCCEEDED"], clock)
+    assert outcome is Outcome.SUCCESS and service.calls == 3
+    assert clock.sleeps == [5.0, 10.0, 10.0]  # first delay = rand * interval, then interval ± jitter
+
+
+async def test_failed_job_ends_the_wait_with_its_error() -> None:
+    clock = FakeClock()
+    failed = Job.from_json({"id": "j_1", "status": "FAILED", "error": {"type": "Boom", "message": "disk full"}})
+
+    class Failing(ScriptedService):
+        async def get_job(self, job_id: str) -> Job:
+            return failed
+
+    result = await wait_for_job(Failing([]), WaitSpec(job_id="j_1"), clock=clock, sleep=clock.sleep, rand=lambda: 0.5)
+    assert result.outcome is Outcome.FAILED
+    assert "j_1" in result.message and "FAILED" in result.message and "disk full" in result.message
+
+
+async def test_deadline_is_absolute_and_not_a_count() -> None:
+    clock = FakeClock()
+    outcome, message, service = await run(["RUNNING"], clock, deadline=clock.now + 95)
+    assert outcome is Outcome.TIMEOUT and "RUNNING" in message
+    assert clock.now == pytest.approx(1_095.0)  # never sleeps past the deadline
+    assert service.calls == 9  # 5 s first delay, then every 10 s until 95 s
+
+
+async def test_no_deadline_waits_as_long_as_the_job_runs() -> None:
+    clock = FakeClock()
+    outcome, _, service = await run(["RUNNING"] * 5_000 + ["SUCCEEDED"], clock)
+    assert outcome is Outcome.SUCCESS and service.calls == 5_001  # ~14 h of polling, no hidden limit
+
+
+async def test_transient_errors_are_ridden_out_within_the_budget(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    errors = [TransientError("HTTP 503", status=503)] * 3 + [TransientError("HTTP 429", status=429, retry_after=30)]
+    with caplog.at_level(logging.WARNING):
+        outcome, _, _ = await run(["RUNNING", *errors, "SUCCEEDED"], clock)
+    assert outcome is Outcome.SUCCESS
+    # backoff 1, 2, 4 s, then the service's Retry-After (30 s, jitter only lengthens it)
+    assert clock.sleeps[2:6] == [1.0, 2.0, 4.0, pytest.approx(33.0)]
+    assert sum("transient error" in r.message for r in caplog.records) == 4
+
+
+async def test_transient_budget_is_time_of_continuous_failure() -> None:
+    clock = FakeClock()
+    outcome, message, _ = await run(["RUNNING", TransientError("HTTP 502", status=502)], clock, retry=RetryPolicy(budget=120))
+    assert outcome is Outcome.ERROR
+    assert "HTTP 502" in message and "budget 120s" in message
+
+
+async def test_permanent_error_fails_at_once() -> None:
+    clock = FakeClock()
+    outcome, message, service = await run([AuthenticationError("HTTP 401: wrong token", status=401)], clock)
+    assert outcome is Outcome.ERROR and "wrong token" in message and service.calls == 1
+
+
+async def test_not_found_is_tolerated_only_right_after_submission() -> None:
+    clock = FakeClock()
+    missing = JobNotFoundError("j_1", "Job j_1 not found")
+    outcome, _, _ = await run([missing, missing, "SUCCEEDED"], clock)
+    assert outcome is Outcome.SUCCESS
+    clock = FakeClock()
+    outcome, message, _ = await run([missing], clock, not_found_grace=30)
+    assert outcome is Outcome.ERROR and "not found" in message and clock.now - 1_000 >= 30
+
+
+async def test_unknown_status_keeps_waiting_and_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    with caplog.at_level(logging.WARNING):
+        outcome, _, _ = await run(["WEIRD", "WEIRD", "WEIRD", "SUCCEEDED"], clock)
+    assert outcome is Outcome.SUCCESS
+    assert sum("'WEIRD'" in r.message for r in caplog.records) == 1

@@ -142,7 +142,10 @@ def test_config_from_connection_fields() -> None:
     assert (config.verify_tls, config.request_timeout, config.poll_interval, config.dialect) == (False, 5, 2, "native")
     assert "s3cret" not in repr(config)
     # No scheme: TLS by default.
-    assert ServiceConfig.from_connection_fields(conn_id="x", host="jobs.example.com", port=9000).base_url == "https://jobs.example.com:9000"
+    assert (
+        ServiceConfig.from_connection_fields(conn_id="x", host="jobs.example.com", port=9000).base_url
+        == "https://jobs.example.com:9000"
+    )
 
 
 @pytest.mark.parametrize(

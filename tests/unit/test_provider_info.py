@@ -26,7 +26,7 @@ def test_every_dotted_path_in_provider_info_imports() -> None:
     for path in paths:
         assert _import_dotted(path) is not None, path
     hook_cls = _import_dotted(info["connection-types"][0]["hook-class-name"])
-    assert getattr(hook_cls, "conn_type") == info["connection-types"][0]["connection-type"] == "jobservice"
+    assert hook_cls.conn_type == info["connection-types"][0]["connection-type"] == "jobservice"
 
 
 def test_entry_point_and_package_name_match_the_distribution() -> None:

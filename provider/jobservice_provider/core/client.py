@@ -55,9 +55,7 @@ class JobServiceClient:
     async def __aenter__(self) -> JobServiceClient:
         return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.close()
 
     async def close(self) -> None:
@@ -67,7 +65,7 @@ class JobServiceClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            ssl_option: ssl.SSLContext | bool = True if self.config.verify_tls else False
+            ssl_option: ssl.SSLContext | bool = bool(self.config.verify_tls)
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._connection_limit, ssl=ssl_option),
                 headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
@@ -116,7 +114,7 @@ class JobServiceClient:
             ) from exc
         except aiohttp.InvalidURL as exc:
             raise ConfigurationError(f"{described}: invalid URL ({exc})") from exc
-        except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
             reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
             raise TransientError(f"{described}: {reason}") from exc
         if 200 <= response.status < 300:
@@ -166,7 +164,7 @@ class JobServiceClient:
         yielded = 0
         while True:
             page_size = min(limit - yielded, 1000) if limit else None
-            request = self.dialect.list(
+            request = self.dialect.list_jobs(
                 status=status, job_type=job_type, created_after=created_after, limit=page_size, cursor=cursor
             )
             page = self.dialect.parse_page(await self.send(request))

@@ -107,9 +107,7 @@ def _parse_extra(extra: Mapping[str, Any] | str | None, where: str) -> dict[str,
     for raw_key, value in extra.items():
         key = raw_key[len(_FORM_PREFIX) :] if raw_key.startswith(_FORM_PREFIX) else raw_key
         if key not in KNOWN_EXTRAS:
-            raise ConfigurationError(
-                f"{where}: unknown extra {raw_key!r}; allowed: {', '.join(KNOWN_EXTRAS)}"
-            )
+            raise ConfigurationError(f"{where}: unknown extra {raw_key!r}; allowed: {', '.join(KNOWN_EXTRAS)}")
         if value is None or value == "":
             continue  # an empty form field means "use the default"
         parsed[key] = value

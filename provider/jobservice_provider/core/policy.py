@@ -57,9 +57,7 @@ class PollPolicy:
         if not self.interval > 0:
             raise ConfigurationError(f"poll interval must be > 0 seconds, got {self.interval!r}")
         if self.max_interval is not None and self.max_interval < self.interval:
-            raise ConfigurationError(
-                f"max_poll_interval ({self.max_interval}) must be >= poll_interval ({self.interval})"
-            )
+            raise ConfigurationError(f"max_poll_interval ({self.max_interval}) must be >= poll_interval ({self.interval})")
         if not 0 <= self.jitter < 1:
             raise ConfigurationError(f"poll jitter must be in [0, 1), got {self.jitter!r}")
 

@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager
 from functools import cached_property
 from typing import Any, TypeVar
 
-from asgiref.sync import async_to_sync
 from airflow.sdk import BaseHook, Connection
+from asgiref.sync import async_to_sync
 
 from jobservice_provider.core.client import JobServiceClient
 from jobservice_provider.core.config import ServiceConfig
@@ -103,9 +103,7 @@ class JobServiceHook(BaseHook):
         timeout_s: float | None = None,
     ) -> Job:
         """Submit a job; with an ``idempotency_key`` a repeat returns the same job."""
-        return self._call(
-            lambda c: c.submit(job_type, params, idempotency_key=idempotency_key, meta=meta, timeout_s=timeout_s)
-        )
+        return self._call(lambda c: c.submit(job_type, params, idempotency_key=idempotency_key, meta=meta, timeout_s=timeout_s))
 
     def get_job(self, job_id: str) -> Job:
         return self._call(lambda c: c.get_job(job_id))
@@ -125,10 +123,7 @@ class JobServiceHook(BaseHook):
 
         async def collect(client: JobServiceClient) -> list[Job]:
             return [
-                job
-                async for job in client.list_jobs(
-                    status=status, job_type=job_type, created_after=created_after, limit=limit
-                )
+                job async for job in client.list_jobs(status=status, job_type=job_type, created_after=created_after, limit=limit)
             ]
 
         return iter(self._call(collect))
@@ -153,7 +148,10 @@ class JobServiceHook(BaseHook):
         except (JobServiceError, ValueError) as exc:
             return False, str(exc)
         service = health.get("service", "job service")
-        return True, f"Connected to {service} {health.get('version', '?')} (API {health.get('api', '?')}) at {self.config.base_url}"
+        return (
+            True,
+            f"Connected to {service} {health.get('version', '?')} (API {health.get('api', '?')}) at {self.config.base_url}",
+        )
 
     # -- async face (triggerer) ------------------------------------------------------------
     async def asubmit(

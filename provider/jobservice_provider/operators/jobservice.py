@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
-from datetime import timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout
@@ -53,7 +53,7 @@ class SubmitAndWaitOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("job_type", "job_params", "meta", "idempotency_key")
-    template_fields_renderers = {"job_params": "json", "meta": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"job_params": "json", "meta": "json"}
     ui_color = "#bfe3ff"
 
     def __init__(
@@ -98,13 +98,15 @@ class SubmitAndWaitOperator(BaseOperator):
     def _submit(self, context: Context) -> Job:
         ti = context["ti"]
         key = self.idempotency_key or f"airflow:{ti.dag_id}:{ti.task_id}:{ti.run_id}:{ti.map_index}"
-        submit = dict(params=self.job_params, meta=self.meta or None, timeout_s=self.timeout_s)
-        job = self.hook.submit(self.job_type, idempotency_key=key, **submit)
+        submit = functools.partial(
+            self.hook.submit, self.job_type, self.job_params, meta=self.meta or None, timeout_s=self.timeout_s
+        )
+        job = submit(idempotency_key=key)
         if job.status in FAILURE:
             # The key led us to the job of an earlier try, and that job failed: a retry
             # means "run it again", so submit a fresh job under a key of this try.
             self.log.info("Job %s of an earlier try ended %s; submitting a new job", job.id, job.raw_status)
-            job = self.hook.submit(self.job_type, idempotency_key=f"{key}:try{ti.try_number}", **submit)
+            job = submit(idempotency_key=f"{key}:try{ti.try_number}")
         return job
 
     def execute(self, context: Context) -> Any:

@@ -83,9 +83,7 @@ class JobCompleteSensor(BaseSensorOperator):
         if isinstance(poked, PokeReturnValue) and poked:
             return poked.xcom_value
         deadline = deadline_for(context, self.timeout)
-        policy = PollPolicy(
-            interval=self.poll_interval or self.hook.config.poll_interval, max_interval=self.max_poll_interval
-        )
+        policy = PollPolicy(interval=self.poll_interval or self.hook.config.poll_interval, max_interval=self.max_poll_interval)
         self.defer(
             trigger=JobStatusTrigger(
                 job_id=self.job_id,
@@ -109,7 +107,5 @@ class JobCompleteSensor(BaseSensorOperator):
             case Outcome.FAILED.value:
                 raise failed_job_error(event["message"])
             case Outcome.TIMEOUT.value:
-                raise AirflowSensorTimeout(
-                    f"Sensor timed out after {timedelta(seconds=self.timeout)}: {event['message']}"
-                )
+                raise AirflowSensorTimeout(f"Sensor timed out after {timedelta(seconds=self.timeout)}: {event['message']}")
         raise AirflowException(event["message"])

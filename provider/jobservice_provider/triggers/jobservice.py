@@ -17,6 +17,8 @@ from jobservice_provider.hooks.jobservice import JobServiceHook
 # fire, so the task resumes through execute_complete (which can cancel the job and raise
 # the proper timeout error) instead of Airflow's generic deferral timeout.
 DEADLINE_MARGIN = 2.0
+DEFAULT_TARGETS = tuple(sorted(status.value for status in SUCCESS))
+DEFAULT_FAILURES = tuple(sorted(status.value for status in FAILURE))
 
 
 class JobStatusTrigger(BaseTrigger):
@@ -43,14 +45,14 @@ class JobStatusTrigger(BaseTrigger):
         *,
         job_id: str,
         jobservice_conn_id: str = JobServiceHook.default_conn_name,
-        target_statuses: Iterable[str] = tuple(s.value for s in SUCCESS),
-        failure_statuses: Iterable[str] = tuple(s.value for s in FAILURE),
+        target_statuses: Iterable[str] = DEFAULT_TARGETS,
+        failure_statuses: Iterable[str] = DEFAULT_FAILURES,
         poll_policy: dict[str, Any] | None = None,
         retry_policy: dict[str, Any] | None = None,
         deadline: float | None = None,
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.job_id = job_id
         self.jobservice_conn_id = jobservice_conn_id
         self.target_statuses = sorted(s.value for s in parse_statuses(target_statuses))

@@ -107,7 +107,7 @@ class NativeDialect:
             raise InvalidRequestError(f"a batch lookup takes 1 to {MAX_BATCH} job ids, got {len(job_ids)}")
         return HttpRequest("GET", "/v1/jobs", params=tuple(("id", j) for j in job_ids))
 
-    def list(
+    def list_jobs(
         self,
         *,
         status: Sequence[str] | None = None,

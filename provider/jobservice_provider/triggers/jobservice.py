@@ -93,5 +93,5 @@ class JobStatusTrigger(BaseTrigger):
                 result = await wait_for_job(client, self.wait_spec(), log=self.log)
         except JobServiceError as exc:
             result = WaitResult(Outcome.ERROR, self.job_id, None, str(exc))
-        self.log.info("Job %s: wait ended with %s: %s", self.job_id, result.outcome.value, result.message)
+        self.log.info("Wait for job %s ended: %s", self.job_id, result.outcome.value)
         yield TriggerEvent(result.to_event())

@@ -1,0 +1,23 @@
+"""The embedded local job service (``jobservice-local``) and the API for its jobs.
+
+Start it with ``jobservice-local serve`` (or ``python -m jobservice_provider.local serve``).
+Code running as a ``python`` job can report progress with::
+
+    from jobservice_provider.local import report_progress
+
+    def crunch(n: int) -> dict:
+        for i in range(n):
+            ...
+            report_progress(i + 1, total=n, message=f"chunk {i + 1}/{n}")
+        return {"chunks": n}
+
+This package must stay importable without Airflow and without aiohttp: it is
+imported inside every ``python`` job's subprocess. The server modules
+(``app``, ``service``, ``cli``) are imported only when the server runs.
+"""
+
+from __future__ import annotations
+
+from jobservice_provider.local.progress import report_progress
+
+__all__ = ["report_progress"]

@@ -1,0 +1,375 @@
+"""The HTTP face (API v1) of the local job service, on aiohttp."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from multidict import MultiMapping
+
+from jobservice_provider.core.status import JobStatus
+from jobservice_provider.local.models import dumps, format_timestamp, loads, parse_timestamp
+from jobservice_provider.local.problems import (
+    PROBLEM_CONTENT_TYPE,
+    SLUG_BY_STATUS,
+    Problem,
+    invalid_request,
+    job_not_found,
+)
+from jobservice_provider.local.service import JobService, Submission, parse_timeout
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "jobservice-local"
+API_VERSION = "v1"
+MAX_BODY_BYTES = 1024 * 1024
+MAX_WAIT_S = 60.0
+MAX_BATCH_IDS = 100
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+DEFAULT_LOG_CHUNK = 65536
+MAX_LOG_CHUNK = 1024 * 1024
+MAX_KEY_LENGTH = 255
+SUBMIT_FIELDS = ("type", "params", "meta", "timeout_s")
+LISTING_PARAMS = ("status", "type", "created_after", "limit", "cursor")
+#: the query parameters each route accepts (any other one is a 400); routes not listed take none.
+QUERY_PARAMS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("GET", "/v1/jobs"): ("id", *LISTING_PARAMS),
+    ("GET", "/v1/jobs/{id}"): ("wait_s", "seen"),
+    ("GET", "/v1/jobs/{id}/logs"): ("offset", "limit"),
+}
+
+SERVICE_KEY = web.AppKey("service", JobService)
+
+
+def service_version() -> str:
+    """The provider's version, or ``"0"`` when it cannot be imported."""
+    try:
+        from jobservice_provider import __version__
+    except Exception:
+        return "0"
+    return str(__version__)
+
+
+def problem_response(problem: Problem) -> web.Response:
+    """Render a :class:`Problem` as ``application/problem+json``."""
+    return web.json_response(problem.body(), status=problem.status, content_type=PROBLEM_CONTENT_TYPE, headers=problem.headers)
+
+
+def _problem_from_http_error(request: web.Request, exc: web.HTTPException) -> Problem:
+    status = exc.status
+    headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
+    if status == 404:
+        detail = f"no such resource: {request.method} {request.path}"
+    elif status == 405:
+        allowed = exc.headers.get("Allow", "")
+        detail = f"method {request.method} is not allowed on {request.path}; allowed: {allowed}"
+    elif status == 413:
+        detail = f"the request body exceeds {MAX_BODY_BYTES} bytes (1 MiB)"
+    else:
+        detail = exc.text or exc.reason
+    return Problem(status, SLUG_BY_STATUS.get(status, f"http-{status}"), detail, headers=headers)
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every error, aiohttp's own included, into ``application/problem+json``."""
+    try:
+        return await handler(request)
+    except Problem as problem:
+        return problem_response(problem)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return problem_response(_problem_from_http_error(request, exc))
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return problem_response(Problem(500, "internal-error", "the job service failed to handle the request"))
+
+
+def auth_middleware(token: str | None) -> Middleware:
+    """Require ``Authorization: Bearer <token>`` on every request (``None``: no auth)."""
+    expected = token.encode("utf-8") if token is not None else None
+
+    @web.middleware
+    async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if expected is None:
+            return await handler(request)
+        header = request.headers.get("Authorization")
+        if header is None:
+            raise _unauthorized("missing Authorization header; send 'Authorization: Bearer <token>'", None)
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            raise _unauthorized("the Authorization header must be 'Bearer <token>'", "invalid_request")
+        if not hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), expected):
+            raise _unauthorized("wrong bearer token", "invalid_token")
+        return await handler(request)
+
+    return check_token
+
+
+def _unauthorized(detail: str, error: str | None) -> Problem:
+    challenge = 'Bearer realm="jobservice-local"'
+    if error is not None:
+        challenge += f', error="{error}"'
+    return Problem(401, "unauthorized", detail, headers={"WWW-Authenticate": challenge})
+
+
+# ---------------------------------------------------------------------- query parsing
+
+
+def _check_query(request: web.Request) -> None:
+    route = request.match_info.route
+    allowed = QUERY_PARAMS.get((request.method, route.resource.canonical if route.resource else ""), ())
+    for name in request.query:
+        if name not in allowed:
+            expected = ", ".join(allowed) if allowed else "none"
+            raise invalid_request(f"unknown query parameter {name!r}; expected: {expected}", param=name)
+
+
+def _single(query: MultiMapping[str], name: str) -> str | None:
+    values = query.getall(name, [])
+    if len(values) > 1:
+        raise invalid_request(f"query parameter {name!r} given more than once", param=name)
+    return values[0] if values else None
+
+
+def _int_param(query: MultiMapping[str], name: str, default: int, low: int, high: int | None) -> int:
+    raw = _single(query, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or value < low or (high is not None and value > high):
+        bounds = f"from {low} to {high}" if high is not None else f">= {low}"
+        raise invalid_request(f"query parameter {name!r} must be an integer {bounds}, got {raw!r}", param=name)
+    return value
+
+
+def _multi(query: MultiMapping[str], name: str) -> list[str]:
+    """A repeatable parameter; each value may also be a comma-separated list."""
+    values = [part.strip() for raw in query.getall(name, []) for part in raw.split(",")]
+    if any(not value for value in values):
+        raise invalid_request(f"query parameter {name!r} has an empty value", param=name)
+    return values
+
+
+# ---------------------------------------------------------------------- handlers
+
+
+def _service(request: web.Request) -> JobService:
+    return request.app[SERVICE_KEY]
+
+
+def _job_id(request: web.Request) -> str:
+    return request.match_info["id"]
+
+
+def _optional_object(body: dict[str, Any], name: str) -> dict[str, Any]:
+    value = body.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise invalid_request(f"field {name!r} must be an object", field=name)
+    return value
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
+        raise invalid_request(
+            f"header 'Idempotency-Key' must be 1 to {MAX_KEY_LENGTH} printable characters", header="Idempotency-Key"
+        )
+    return key
+
+
+async def submit_job(request: web.Request) -> web.Response:
+    """``POST /v1/jobs``."""
+    _check_query(request)
+    key = _idempotency_key(request)
+    raw = await request.read()
+    try:
+        body = loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise invalid_request(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise invalid_request("the request body must be a JSON object")
+    unknown = sorted(set(body) - set(SUBMIT_FIELDS))
+    if unknown:
+        raise invalid_request(f"unknown field {unknown[0]!r}; allowed fields: {', '.join(SUBMIT_FIELDS)}", field=unknown[0])
+    job_type = body.get("type")
+    if not isinstance(job_type, str) or not job_type:
+        raise invalid_request("field 'type' is required and must be a non-empty string", field="type")
+    submission = Submission(
+        type=job_type,
+        params=_optional_object(body, "params"),
+        meta=_optional_object(body, "meta"),
+        timeout_s=parse_timeout(body.get("timeout_s")),
+    )
+    job, created = await _service(request).submit(submission, key)
+    return web.json_response(job.record(), status=201 if created else 200, headers={"Location": f"/v1/jobs/{job.id}"})
+
+
+async def get_job(request: web.Request) -> web.Response:
+    """``GET /v1/jobs/{id}`` with optional long-poll."""
+    query = request.query
+    _check_query(request)
+    wait_s = 0.0
+    raw_wait = _single(query, "wait_s")
+    if raw_wait is not None:
+        try:
+            wait_s = float(raw_wait)
+        except ValueError:
+            wait_s = math.nan
+        if not 0 <= wait_s <= MAX_WAIT_S:
+            raise invalid_request(
+                f"query parameter 'wait_s' must be a number from 0 to {MAX_WAIT_S:g}, got {raw_wait!r}",
+                param="wait_s",
+            )
+    seen = None
+    if "seen" in query:
+        seen = _int_param(query, "seen", 0, 0, None)
+    job = await _service(request).wait_for_change(_job_id(request), seen, wait_s)
+    if job is None:
+        raise job_not_found(_job_id(request))
+    return web.json_response(job.record())
+
+
+async def find_jobs(request: web.Request) -> web.Response:
+    """``GET /v1/jobs``: batch lookup by ``id`` or a filtered, paginated listing."""
+    query = request.query
+    _check_query(request)
+    service = _service(request)
+    if "id" in query:
+        mixed = [name for name in LISTING_PARAMS if name in query]
+        if mixed:
+            raise invalid_request(
+                f"query parameter 'id' cannot be combined with listing parameters ({', '.join(mixed)})",
+                param=mixed[0],
+            )
+        ids = list(dict.fromkeys(query.getall("id")))
+        if any(not job_id for job_id in ids):
+            raise invalid_request("query parameter 'id' has an empty value", param="id")
+        if len(ids) > MAX_BATCH_IDS:
+            raise Problem(
+                400,
+                "too-many-ids",
+                f"at most {MAX_BATCH_IDS} ids per batch lookup, got {len(ids)}",
+                max_ids=MAX_BATCH_IDS,
+            )
+        jobs, missing = service.get_many(ids)
+        return web.json_response({"jobs": [job.record() for job in jobs], "missing": missing})
+
+    statuses: list[JobStatus] = []
+    for value in _multi(query, "status"):
+        try:
+            statuses.append(JobStatus(value.upper()))
+        except ValueError:
+            known = ", ".join(status.value for status in JobStatus)
+            raise invalid_request(f"unknown status {value!r}; expected one of {known}", param="status") from None
+    created_after = None
+    raw_after = _single(query, "created_after")
+    if raw_after is not None:
+        try:
+            created_after = format_timestamp(parse_timestamp(raw_after))
+        except ValueError:
+            raise invalid_request(
+                f"query parameter 'created_after' must be an RFC 3339 timestamp with offset, got {raw_after!r}",
+                param="created_after",
+            ) from None
+    jobs, next_cursor = service.list_jobs(
+        statuses=statuses,
+        types=_multi(query, "type"),
+        created_after=created_after,
+        cursor=_single(query, "cursor"),
+        limit=_int_param(query, "limit", DEFAULT_PAGE, 1, MAX_PAGE),
+    )
+    return web.json_response({"jobs": [job.record() for job in jobs], "next_cursor": next_cursor})
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    """``POST /v1/jobs/{id}/cancel``."""
+    _check_query(request)
+    job = _service(request).cancel(_job_id(request))
+    if job is None:
+        raise job_not_found(_job_id(request))
+    return web.json_response(job.record())
+
+
+async def get_result(request: web.Request) -> web.Response:
+    """``GET /v1/jobs/{id}/result``."""
+    _check_query(request)
+    job_id = _job_id(request)
+    result = _service(request).result_json(job_id)
+    # The result is stored as JSON text already; splice it in instead of re-parsing.
+    return web.Response(text=f'{{"job_id":{dumps(job_id)},"result":{result}}}', content_type="application/json")
+
+
+async def get_logs(request: web.Request) -> web.Response:
+    """``GET /v1/jobs/{id}/logs``."""
+    query = request.query
+    _check_query(request)
+    offset = _int_param(query, "offset", 0, 0, None)
+    limit = _int_param(query, "limit", DEFAULT_LOG_CHUNK, 1, MAX_LOG_CHUNK)
+    service = _service(request)
+    job = service.get(_job_id(request))
+    if job is None:
+        raise job_not_found(_job_id(request))
+    return web.json_response(service.read_log(job, offset, limit))
+
+
+async def health(request: web.Request) -> web.Response:
+    """``GET /v1/health``."""
+    _check_query(request)
+    return web.json_response(
+        {
+            "status": "ok",
+            "service": SERVICE_NAME,
+            "version": service_version(),
+            "api": API_VERSION,
+            "jobs": _service(request).health(),
+        }
+    )
+
+
+# ---------------------------------------------------------------------- application
+
+
+async def _lifespan(app: web.Application) -> AsyncIterator[None]:
+    service = app[SERVICE_KEY]
+    await service.start()
+    yield
+    await service.close()
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    app[SERVICE_KEY].begin_shutdown()
+
+
+def build_app(service: JobService) -> web.Application:
+    """The aiohttp application for ``service`` (started and stopped with the app)."""
+    app = web.Application(
+        middlewares=[problem_middleware, auth_middleware(service.config.token)],
+        client_max_size=MAX_BODY_BYTES,
+    )
+    app[SERVICE_KEY] = service
+    app.cleanup_ctx.append(_lifespan)
+    app.on_shutdown.append(_on_shutdown)
+    router = app.router
+    router.add_post("/v1/jobs", submit_job)
+    router.add_get("/v1/jobs", find_jobs, allow_head=False)
+    router.add_get("/v1/jobs/{id}", get_job, allow_head=False)
+    router.add_post("/v1/jobs/{id}/cancel", cancel_job)
+    router.add_get("/v1/jobs/{id}/result", get_result, allow_head=False)
+    router.add_get("/v1/jobs/{id}/logs", get_logs, allow_head=False)
+    router.add_get("/v1/health", health, allow_head=False)
+    return app

@@ -1,0 +1,166 @@
+"""The job record of the local service, its timestamps and JSON helpers."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from jobservice_provider.core.status import JobStatus
+
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+#: the keys of a job record, in the order the API returns them.
+RECORD_FIELDS: tuple[str, ...] = (
+    "id",
+    "key",
+    "type",
+    "params",
+    "status",
+    "version",
+    "progress",
+    "attempt",
+    "created_at",
+    "started_at",
+    "updated_at",
+    "finished_at",
+    "error",
+    "meta",
+    "timeout_s",
+)
+
+CANCELLED_ERROR = {"type": "Cancelled", "message": "cancelled by request"}
+RESTARTED_ERROR = {
+    "type": "ServiceRestarted",
+    "message": "the job service restarted while this job was running; the job's work was lost",
+}
+
+
+def format_timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with microseconds and ``Z`` (fixed width, so it sorts as text)."""
+    return moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp with an offset; raise ``ValueError`` otherwise."""
+    parsed = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    if parsed.tzinfo is None:
+        raise ValueError("timestamp has no UTC offset")
+    return parsed.astimezone(UTC)
+
+
+class Clock:
+    """Wall-clock timestamps that never go backwards within one process.
+
+    ``created_at`` orders the job listing and the queue, so two jobs submitted
+    one after the other must never get decreasing timestamps even if the system
+    clock is stepped back. (Formatting is cached per second: this runs on every
+    change of every job.)
+    """
+
+    def __init__(self) -> None:
+        self._last_us = 0
+        self._second = -1
+        self._prefix = ""
+
+    def now(self) -> str:
+        """The current time, strictly after every earlier value of this clock."""
+        micros = max(time.time_ns() // 1000, self._last_us + 1)
+        self._last_us = micros
+        second, fraction = divmod(micros, 1_000_000)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{fraction:06d}Z"
+
+
+def new_job_id() -> str:
+    """A fresh job id: ``j_`` and 32 hex digits."""
+    return "j_" + uuid.uuid4().hex
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, refusing NaN and infinities (they are not JSON)."""
+    return _ENCODER.encode(value)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads(text: str | bytes) -> Any:
+    """Strict JSON parsing (no NaN/Infinity)."""
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def request_fingerprint(job_type: str, params: Any, meta: Any, timeout_s: float | None) -> str:
+    """A digest of the canonical JSON of a submission, to compare idempotent retries."""
+    canonical = json.dumps(
+        {"type": job_type, "params": params, "meta": meta, "timeout_s": timeout_s},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def empty_progress() -> dict[str, Any]:
+    """The progress of a job that has reported nothing yet."""
+    return {"completed": 0, "total": None, "message": None}
+
+
+@dataclasses.dataclass(slots=True)
+class Job:
+    """One job, as kept in memory and in SQLite."""
+
+    id: str
+    key: str | None
+    type: str
+    params: dict[str, Any]
+    meta: dict[str, Any]
+    timeout_s: float | None
+    fingerprint: str
+    status: JobStatus
+    version: int
+    progress: dict[str, Any]
+    attempt: int
+    created_at: str
+    started_at: str | None
+    updated_at: str
+    finished_at: str | None
+    error: dict[str, str] | None
+    #: ``params`` and ``meta`` as JSON text (they never change after submission).
+    params_json: str
+    meta_json: str
+    #: the result as JSON text; ``None`` while there is none (or when not loaded).
+    result_json: str | None = None
+    #: whether the row exists in SQLite (then only the mutable columns are written).
+    persisted: bool = False
+
+    def record(self) -> dict[str, Any]:
+        """The job record exactly as the API returns it."""
+        return {
+            "id": self.id,
+            "key": self.key,
+            "type": self.type,
+            "params": self.params,
+            "status": self.status.value,
+            "version": self.version,
+            "progress": dict(self.progress),
+            "attempt": self.attempt,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "updated_at": self.updated_at,
+            "finished_at": self.finished_at,
+            "error": dict(self.error) if self.error is not None else None,
+            "meta": self.meta,
+            "timeout_s": self.timeout_s,
+        }

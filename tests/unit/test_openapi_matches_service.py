@@ -1,0 +1,139 @@
+"""docs/openapi.yaml and the local service's aiohttp app describe the same API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobservice_provider.core.status import JobStatus
+from jobservice_provider.local.app import QUERY_PARAMS, build_app
+from jobservice_provider.local.models import RECORD_FIELDS, Job, empty_progress
+from jobservice_provider.local.problems import PROBLEM_CONTENT_TYPE, TITLES, problem_body
+from jobservice_provider.local.service import JobService, ServiceConfig
+
+yaml = pytest.importorskip("yaml")
+
+OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    loaded = yaml.safe_load(OPENAPI.read_text(encoding="utf-8"))
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def _routes(tmp_path: Path) -> set[tuple[str, str]]:
+    # Building the app opens nothing: the database is opened on startup.
+    app = build_app(JobService(ServiceConfig(db_path=tmp_path / "never-opened.db")))
+    routes = {(route.method, route.resource.canonical) for route in app.router.routes() if route.resource}
+    assert not (tmp_path / "never-opened.db").exists()
+    return routes
+
+
+def _operations(doc: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (method.upper(), path): operation
+        for path, item in doc["paths"].items()
+        for method, operation in item.items()
+        if method in HTTP_METHODS
+    }
+
+
+def _resolve(doc: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        target: Any = doc
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def test_document_is_openapi_3_1_with_bearer_auth(doc: dict[str, Any]) -> None:
+    assert str(doc["openapi"]).startswith("3.1")
+    assert doc["components"]["securitySchemes"]["bearerAuth"] == {
+        **doc["components"]["securitySchemes"]["bearerAuth"],
+        "type": "http",
+        "scheme": "bearer",
+    }
+    assert doc["security"] == [{"bearerAuth": []}]
+
+
+def test_every_route_is_documented_and_every_documented_route_exists(doc: dict[str, Any], tmp_path: Path) -> None:
+    served = _routes(tmp_path)
+    documented = set(_operations(doc))
+    assert served - documented == set(), "routes served but not documented"
+    assert documented - served == set(), "routes documented but not served"
+
+
+def test_query_parameters_match(doc: dict[str, Any]) -> None:
+    for (method, path), operation in _operations(doc).items():
+        parameters = [_resolve(doc, p) for p in [*doc["paths"][path].get("parameters", []), *operation.get("parameters", [])]]
+        documented = {p["name"] for p in parameters if p["in"] == "query"}
+        assert documented == set(QUERY_PARAMS.get((method, path), ())), f"{method} {path}"
+        for parameter in parameters:
+            if parameter["in"] == "path":
+                assert parameter["required"] is True
+                assert "{" + parameter["name"] + "}" in path
+
+
+def test_every_operation_documents_auth_and_problem_errors(doc: dict[str, Any]) -> None:
+    for (method, path), operation in _operations(doc).items():
+        responses = operation["responses"]
+        assert "401" in responses, f"{method} {path} does not document 401"
+        for code, response in responses.items():
+            content = _resolve(doc, response).get("content", {})
+            if int(code) >= 400:
+                assert list(content) == [PROBLEM_CONTENT_TYPE], f"{method} {path} {code}"
+                assert content[PROBLEM_CONTENT_TYPE]["schema"] == {"$ref": "#/components/schemas/Problem"}
+            else:
+                assert list(content) == ["application/json"], f"{method} {path} {code}"
+
+
+def test_job_schema_matches_the_record(doc: dict[str, Any]) -> None:
+    schema = doc["components"]["schemas"]["Job"]
+    assert list(schema["properties"]) == list(RECORD_FIELDS)
+    assert schema["required"] == list(RECORD_FIELDS)
+    assert doc["components"]["schemas"]["JobStatus"]["enum"] == [status.value for status in JobStatus]
+
+
+def test_every_problem_type_is_listed(doc: dict[str, Any]) -> None:
+    listed = set(doc["components"]["schemas"]["Problem"]["properties"]["type"]["examples"])
+    assert listed == {f"urn:jobservice:problem:{slug}" for slug in TITLES}
+
+
+def test_records_and_problems_validate_against_the_schemas(doc: dict[str, Any]) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    job = Job(
+        id="j_" + "a" * 32,
+        key="k",
+        type="sleep",
+        params={"seconds": 1},
+        meta={},
+        timeout_s=None,
+        fingerprint="f",
+        status=JobStatus.FAILED,
+        version=3,
+        progress=empty_progress(),
+        attempt=1,
+        created_at="2026-11-28T11:00:00.123456Z",
+        started_at="2026-11-28T11:00:00.223456Z",
+        updated_at="2026-11-28T11:00:01.123456Z",
+        finished_at="2026-11-28T11:00:01.123456Z",
+        error={"type": "Timeout", "message": "job exceeded timeout_s=1"},
+        params_json='{"seconds":1}',
+        meta_json="{}",
+    )
+
+    def validate(instance: Any, name: str) -> None:
+        root = {"$ref": f"#/components/schemas/{name}", "components": doc["components"]}
+        jsonschema.Draft202012Validator(root).validate(instance)
+
+    validate(job.record(), "Job")
+    validate({"jobs": [job.record()], "next_cursor": None}, "JobPage")
+    validate(problem_body(409, "job-not-succeeded", "no", job_id=job.id, job_status="FAILED"), "Problem")
+    with pytest.raises(jsonschema.ValidationError):
+        validate({**job.record(), "status": "DONE"}, "Job")

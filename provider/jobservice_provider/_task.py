@@ -16,17 +16,23 @@ def default_deferrable() -> bool:
 
 
 def deadline_for(context: Context, limit: timedelta | float | None) -> float | None:
-    """The absolute deadline (epoch seconds) of a limit counted from the start of this try.
+    """The absolute deadline (epoch seconds) of a limit counted from when this try began.
 
-    Counting from the try's start (not from now) keeps the time *remaining* when a task
-    defers again or resumes, instead of granting a fresh full timeout each time.
+    Counting from the try's first start (across reschedules and deferrals, not from now)
+    keeps the time *remaining* when a task pokes again, defers again or resumes, instead
+    of granting a fresh full timeout each time.
     """
     if limit is None:
         return None
     seconds = limit.total_seconds() if isinstance(limit, timedelta) else float(limit)
-    start: datetime | None = getattr(context.get("ti"), "start_date", None)
-    started = start.timestamp() if start is not None else time.time()
-    return started + seconds
+    ti = context.get("ti")
+    started: datetime | None = None
+    get_first_reschedule = getattr(ti, "get_first_reschedule_date", None)
+    if get_first_reschedule is not None:
+        started = get_first_reschedule(context)
+    if started is None:
+        started = getattr(ti, "start_date", None)
+    return (started.timestamp() if started is not None else time.time()) + seconds
 
 
 def remaining(deadline: float | None) -> timedelta | None:

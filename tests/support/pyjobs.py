@@ -38,3 +38,12 @@ def fail(message: str) -> None:
 async def async_double(x: int) -> int:
     """A coroutine function: the runner awaits it."""
     return 2 * x
+
+
+def fail_first_time(marker: str) -> dict[str, Any]:
+    """Fail while ``marker`` does not exist (creating it), succeed afterwards: a flaky job."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("failed once")
+        raise RuntimeError("first run fails on purpose")
+    return {"ok": True}

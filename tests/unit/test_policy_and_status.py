@@ -102,7 +102,7 @@ RECORD = {
 def test_job_record_parses_and_summarises() -> None:
     job = Job.from_json(RECORD)
     assert job.status is JobStatus.RUNNING and job.version == 3
-    assert job.progress is not None and job.progress.describe() == "2/4 step 2/4"
+    assert job.progress is not None and job.progress.describe() == "2/4 (50%) step 2/4"
     assert job.started_at is not None and job.started_at.year == 2026
     summary = job.summary()
     assert json.loads(json.dumps(summary)) == summary

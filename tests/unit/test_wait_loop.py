@@ -124,3 +124,71 @@ async def test_unknown_status_keeps_waiting_and_is_logged_once(caplog: pytest.Lo
         outcome, _, _ = await run(["WEIRD", "WEIRD", "WEIRD", "SUCCEEDED"], clock)
     assert outcome is Outcome.SUCCESS
     assert sum("'WEIRD'" in r.message for r in caplog.records) == 1
+
+
+async def test_seeded_random_gives_exact_delays() -> None:
+    import random
+
+    clock = FakeClock()
+    service = ScriptedService(["RUNNING"] * 4 + ["SUCCEEDED"])
+    spec = WaitSpec(job_id="j_1", poll=PollPolicy(interval=10.0, jitter=0.2))
+    await wait_for_job(service, spec, clock=clock, sleep=clock.sleep, rand=random.Random(42).random)
+    # first delay = 10 * r1; then 10 * (0.8 + 0.4 * r) for r = the next draws of Random(42)
+    assert [round(s, 6) for s in clock.sleeps] == [6.394268, 8.100043, 9.100117, 8.892843, 10.945885]
+
+
+async def test_a_thousand_waits_started_together_do_not_poll_in_lockstep() -> None:
+    import random
+
+    interval, rng = 10.0, random.Random(7)
+    poll_times: list[list[float]] = [[], [], []]  # the 1st, 2nd and 3rd poll of every wait
+
+    class Recording(ScriptedService):
+        def __init__(self, clock: FakeClock) -> None:
+            super().__init__(["RUNNING", "RUNNING", "SUCCEEDED"])
+            self.clock = clock
+
+        async def get_job(self, job_id: str) -> Job:
+            poll_times[self.calls].append(self.clock.now)
+            return await super().get_job(job_id)
+
+    for _ in range(1_000):
+        clock = FakeClock()
+        clock.now += rng.random()  # all started within the same second
+        spec = WaitSpec(job_id="j", poll=PollPolicy(interval=interval))
+        await wait_for_job(Recording(clock), spec, clock=clock, sleep=clock.sleep, rand=rng.random)
+
+    for times in poll_times:
+        slices = [0] * 10
+        for t in times:
+            slices[int((t % interval) / interval * 10)] += 1
+        assert max(slices) <= 200, slices  # no 10% slice of the interval holds more than 20% of the polls
+
+
+async def test_remote_log_lines_are_copied_once_in_order_whole_lines_only(caplog: pytest.LogCaptureFixture) -> None:
+    from jobservice_provider.core.dialects import LogChunk
+
+    log_text = "line one\nline two\nline thr"  # the job is mid-way through writing line three
+    grown = log_text + "ee\nline four\n"
+
+    class WithLogs(ScriptedService):
+        async def get_logs(self, job_id: str, offset: int = 0) -> LogChunk:
+            text = (grown if self.calls >= 3 else log_text).encode()
+            return LogChunk(text[offset:].decode(), offset, len(text), self.calls >= 3)
+
+    clock = FakeClock()
+    service = WithLogs(["RUNNING", "RUNNING", "SUCCEEDED"])
+    spec = WaitSpec(job_id="j_1", poll=PollPolicy(interval=1.0), follow_logs=True)
+    with caplog.at_level(logging.INFO):
+        result = await wait_for_job(service, spec, clock=clock, sleep=clock.sleep, rand=lambda: 0.5)
+    copied = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[job j_1]")]
+    assert copied == ["[job j_1] line one", "[job j_1] line two", "[job j_1] line three", "[job j_1] line four"]
+    assert result.log_offset == len(grown.encode())  # whoever prints the final tail starts here
+
+
+def test_retry_after_as_seconds_or_http_date() -> None:
+    from jobservice_provider.core.dialects.native import parse_retry_after
+
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now=1445412480.0) == 30.0
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None

@@ -100,6 +100,9 @@ class JobServiceClient:
                 body = await raw.content.read(MAX_RESPONSE_BYTES + 1)
                 if len(body) > MAX_RESPONSE_BYTES:
                     raise PermanentError(f"{described}: response larger than {MAX_RESPONSE_BYTES} bytes", status=raw.status)
+                if raw.content_length is not None and len(body) < raw.content_length:
+                    # read(n) returns what arrived when the peer hangs up; a cut body is a reset, not data.
+                    raise TransientError(f"{described}: connection closed after {len(body)} of {raw.content_length} bytes")
                 response = HttpResponse(
                     status=raw.status,
                     headers={k.lower(): v for k, v in raw.headers.items()},
@@ -119,7 +122,10 @@ class JobServiceClient:
             raise TransientError(f"{described}: {reason}") from exc
         if 200 <= response.status < 300:
             return response
-        raise self.dialect.error_for(response, job_id=job_id)
+        error = self.dialect.error_for(response, job_id=job_id)
+        if isinstance(error, PermanentError):
+            error.in_connection(self.config.conn_id)
+        raise error
 
     # -- the generic operations ------------------------------------------------------------
     async def submit(

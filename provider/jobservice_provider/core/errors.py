@@ -63,14 +63,30 @@ class PermanentError(JobServiceError):
     :param problem: the RFC 9457 problem document the service sent, if any.
     """
 
+    hint = ""  # what the user should fix; subclasses say it
+
     def __init__(self, message: str, *, status: int | None = None, problem: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.problem: dict[str, Any] = dict(problem or {})
 
+    def in_connection(self, conn_id: str | None) -> PermanentError:
+        """Name the connection and what to fix in the message (once); returns ``self``."""
+        if not conn_id or getattr(self, "_named_connection", False):
+            return self
+        self._named_connection = True
+        if repr(conn_id) not in self.message:
+            self.message = f"Connection {conn_id!r}: {self.message}"
+        if self.hint:
+            self.message += f" ({self.hint.format(conn_id=conn_id)})"
+        self.args = (self.message,)
+        return self
+
 
 class AuthenticationError(PermanentError):
     """401 or 403."""
+
+    hint = "check the API token (password) of connection {conn_id!r} and what it may do"
 
 
 class JobNotFoundError(PermanentError):
@@ -88,6 +104,8 @@ class ConflictError(PermanentError):
 class InvalidRequestError(PermanentError):
     """400, 413 or 422: the service rejected the request as invalid."""
 
+    hint = "the service rejected the request; check the task's job type and parameters"
+
 
 class MalformedResponseError(PermanentError):
     """A successful response whose body is not what the API promises."""
@@ -95,6 +113,8 @@ class MalformedResponseError(PermanentError):
 
 class ConfigurationError(PermanentError):
     """The connection or an argument is invalid; the message names the field."""
+
+    hint = "fix the connection {conn_id!r} in Admin > Connections"
 
 
 class JobFailedError(JobServiceError):

@@ -21,8 +21,15 @@ class Progress:
     message: str | None = None
 
     def describe(self) -> str:
-        amount = f"{_num(self.completed)}/{_num(self.total)}" if self.total else f"{_num(self.completed)}"
-        return f"{amount} {self.message}" if self.message else amount
+        """``3/10 (30%) loading shards``; only the parts the service reported."""
+        parts = []
+        if self.total:
+            parts.append(f"{_num(self.completed)}/{_num(self.total)} ({100 * self.completed / self.total:.0f}%)")
+        elif self.completed:
+            parts.append(_num(self.completed))
+        if self.message:
+            parts.append(self.message)
+        return " ".join(parts)
 
 
 @dataclasses.dataclass(frozen=True)

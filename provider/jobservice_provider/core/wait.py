@@ -1,8 +1,10 @@
-"""The one wait loop: used by the trigger in the triggerer and by the hook on a worker.
+"""The one wait loop, used by the trigger in the triggerer and by the hook on a worker,
+plus the two other calls that must ride out transient faults: submit and cancel.
 
-It polls with the jittered :class:`PollPolicy`, rides out transient faults for the
-:class:`RetryPolicy`'s time budget, stops at an absolute deadline, and never counts
-attempts. Clock, sleep and random source are injectable so tests step it exactly.
+Polls follow the jittered :class:`PollPolicy`; transient faults are retried for the
+:class:`RetryPolicy`'s time budget of continuous failure; an absolute deadline ends
+the wait; nothing counts attempts. Clock, sleep and random source are injectable so
+tests step the loop exactly.
 """
 
 from __future__ import annotations
@@ -14,18 +16,35 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from jobservice_provider.core.dialects import LogChunk
 from jobservice_provider.core.errors import JobNotFoundError, JobServiceError, TransientError
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.policy import PollPolicy, Rand, RetryPolicy
-from jobservice_provider.core.status import FAILURE, SUCCESS, JobStatus, WaitVerdict, verdict
+from jobservice_provider.core.status import FAILURE, SUCCESS, TERMINAL, JobStatus, WaitVerdict, verdict
 
 DEFAULT_NOT_FOUND_GRACE = 60.0
+# Remote log text printed per poll at most; the rest follows on later polls (or in the final tail).
+MAX_LOG_BYTES_PER_POLL = 64 * 1024
+# A cancelled job usually stops within seconds; check it often.
+CANCEL_POLL = PollPolicy(interval=1.0)
+DEFAULT_RETRY = RetryPolicy()
+
+T = TypeVar("T")
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[Any]]
+_log = logging.getLogger(__name__)
 
 
-class JobLookup(Protocol):
+class JobService(Protocol):
+    """What the wait loop needs of a client (the core client, or a fake in unit tests)."""
+
     async def get_job(self, job_id: str) -> Job: ...
+
+    async def get_logs(self, job_id: str, offset: int = 0) -> LogChunk: ...
+
+    async def cancel_job(self, job_id: str) -> Job: ...
 
 
 class Outcome(str, enum.Enum):
@@ -39,12 +58,17 @@ class Outcome(str, enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class WaitResult:
-    """The end of a wait: the outcome, the last job record seen, and a message for people."""
+    """The end of a wait: the outcome, the last job record seen, and a message for people.
+
+    ``log_offset`` is how far the remote log was copied into the task log, so whoever
+    prints the final tail starts there and no line appears twice.
+    """
 
     outcome: Outcome
     job_id: str
     job: Job | None
     message: str
+    log_offset: int = 0
 
     def to_event(self) -> dict[str, Any]:
         """The small JSON dict the trigger yields and ``execute_complete`` reads."""
@@ -53,6 +77,7 @@ class WaitResult:
             "job_id": self.job_id,
             "job": self.job.summary() if self.job else None,
             "message": self.message,
+            "log_offset": self.log_offset,
         }
 
 
@@ -67,26 +92,84 @@ class WaitSpec:
     retry: RetryPolicy = RetryPolicy()
     deadline: float | None = None  # epoch seconds; None waits without a bound
     not_found_grace: float = DEFAULT_NOT_FOUND_GRACE
+    follow_logs: bool = False
+    log_offset: int = 0
 
 
 def describe(job: Job) -> str:
-    """One line about a job for the task log."""
-    text = f"Job {job.id} is {job.status.value if job.status else job.raw_status}"
-    if job.progress and (job.progress.total or job.progress.completed or job.progress.message):
-        text += f" ({job.progress.describe()})"
+    """One line about a job for the task log: ``Job j_1: RUNNING 3/10 (30%) loading shards``."""
+    text = f"Job {job.id}: {job.status.value if job.status else job.raw_status}"
+    progress = job.progress.describe() if job.progress else ""
+    if progress:
+        text += f" {progress}"
     if job.error:
-        text += f": {job.error}"
+        text += f" ({job.error})"
     return text
 
 
+class FailureStreak:
+    """Tracks consecutive transient failures against the retry policy's time budget."""
+
+    def __init__(self, policy: RetryPolicy, clock: Clock, rand: Rand) -> None:
+        self.policy, self.clock, self.rand = policy, clock, rand
+        self.since: float | None = None
+        self.count = 0
+
+    def next_delay(self, exc: TransientError) -> float | None:
+        """The delay before trying again, or None when the budget is spent."""
+        now = self.clock()
+        self.since = now if self.since is None else self.since
+        self.count += 1
+        if self.policy.exhausted(self.since, now):
+            return None
+        return self.policy.delay(self.count, self.rand, exc.retry_after)
+
+    def exhausted_message(self, what: str, exc: TransientError) -> str:
+        elapsed = self.clock() - (self.since or self.clock())
+        return (
+            f"{what}: the service kept failing for {elapsed:.0f}s "
+            f"(transient error budget {self.policy.budget:.0f}s); last error: {exc}"
+        )
+
+    def reset(self) -> None:
+        self.since, self.count = None, 0
+
+
+class LogFollower:
+    """Copies new remote log lines into the task log; only whole lines, each once."""
+
+    def __init__(self, client: JobService, job_id: str, offset: int, log: Any) -> None:
+        self.client, self.job_id, self.log = client, job_id, log
+        self.offset = offset  # bytes of the remote log already printed (whole lines only)
+        self.failed = False
+
+    async def poll(self) -> None:
+        if self.failed:
+            return
+        try:
+            chunk = await self.client.get_logs(self.job_id, self.offset)
+        except JobServiceError as exc:
+            # The log is a courtesy: losing it must never fail or stall the wait.
+            self.failed = True
+            self.log.warning("Job %s: not following its log any more: %s", self.job_id, exc)
+            return
+        text = chunk.data.encode()[:MAX_LOG_BYTES_PER_POLL].decode("utf-8", errors="ignore")
+        whole, _, _ = text.rpartition("\n")
+        if not whole and not text.endswith("\n"):
+            return  # no complete line yet
+        for line in whole.split("\n"):
+            self.log.info("[job %s] %s", self.job_id, line)
+        self.offset += len(whole.encode()) + 1
+
+
 async def wait_for_job(
-    client: JobLookup,
+    client: JobService,
     spec: WaitSpec,
     *,
     log: logging.Logger | Any = None,
     check_now: bool = False,
-    clock: Callable[[], float] = time.time,
-    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    clock: Clock = time.time,
+    sleep: Sleep = asyncio.sleep,
     rand: Rand = random.random,
 ) -> WaitResult:
     """Poll ``spec.job_id`` until it reaches a target or failure status, or the deadline passes.
@@ -94,21 +177,25 @@ async def wait_for_job(
     :param check_now: look at once instead of after the random first delay
         (use when nobody has looked at the job yet).
     """
-    logger = log or logging.getLogger(__name__)
+    logger = log or _log
     job_id = spec.job_id
     started = clock()
     last: Job | None = None
-    failing_since: float | None = None
-    consecutive_failures = 0
+    streak = FailureStreak(spec.retry, clock, rand)
+    follower = LogFollower(client, job_id, spec.log_offset, logger) if spec.follow_logs else None
     unknown_logged: set[str] = set()
     delay = 0.0 if check_now else spec.poll.first_delay(rand)
+
+    def result(outcome: Outcome, message: str) -> WaitResult:
+        return WaitResult(outcome, job_id, last, message, follower.offset if follower else spec.log_offset)
 
     while True:
         if spec.deadline is not None:
             remaining = spec.deadline - clock()
             if remaining <= 0:
-                status = last.raw_status if last else "unknown"
-                return WaitResult(Outcome.TIMEOUT, job_id, last, f"Deadline reached while job {job_id} was {status}")
+                return result(
+                    Outcome.TIMEOUT, f"Deadline reached while job {job_id} was {last.raw_status if last else 'unknown'}"
+                )
             delay = min(delay, remaining)
         if delay > 0:
             await sleep(delay)
@@ -117,18 +204,10 @@ async def wait_for_job(
         try:
             job = await client.get_job(job_id)
         except TransientError as exc:
-            now = clock()
-            failing_since = now if failing_since is None else failing_since
-            consecutive_failures += 1
-            if spec.retry.exhausted(failing_since, now):
-                return WaitResult(
-                    Outcome.ERROR,
-                    job_id,
-                    last,
-                    f"Job {job_id}: the service kept failing for {now - failing_since:.0f}s "
-                    f"(transient error budget {spec.retry.budget:.0f}s); last error: {exc}",
-                )
-            delay = spec.retry.delay(consecutive_failures, rand, exc.retry_after)
+            next_delay = streak.next_delay(exc)
+            if next_delay is None:
+                return result(Outcome.ERROR, streak.exhausted_message(f"Job {job_id}", exc))
+            delay = next_delay
             logger.warning("Job %s: transient error (%s); retrying in %.1fs", job_id, exc, delay)
             continue
         except JobNotFoundError as exc:
@@ -136,24 +215,80 @@ async def wait_for_job(
                 delay = spec.poll.next_delay(0.0, rand)
                 logger.info("Job %s not found yet; checking again in %.1fs", job_id, delay)
                 continue
-            return WaitResult(Outcome.ERROR, job_id, last, str(exc))
+            return result(Outcome.ERROR, str(exc))
         except JobServiceError as exc:
-            return WaitResult(Outcome.ERROR, job_id, last, str(exc))
+            return result(Outcome.ERROR, str(exc))
 
-        failing_since, consecutive_failures = None, 0
+        streak.reset()
         if last is None or (job.raw_status, job.progress, job.error) != (last.raw_status, last.progress, last.error):
             logger.info("%s", describe(job))
         if job.status is None and job.raw_status not in unknown_logged:
             unknown_logged.add(job.raw_status)
             logger.warning("Job %s has status %r, which we do not know; still waiting", job_id, job.raw_status)
         last = job
+        if follower:
+            await follower.poll()
 
         match verdict(job.status, spec.targets, spec.failures):
             case WaitVerdict.DONE:
-                return WaitResult(Outcome.SUCCESS, job_id, job, describe(job))
+                return result(Outcome.SUCCESS, describe(job))
             case WaitVerdict.FAILED:
-                return WaitResult(Outcome.FAILED, job_id, job, describe(job))
+                return result(Outcome.FAILED, describe(job))
         born = job.started_at or job.created_at
         age = max(0.0, clock() - born.timestamp()) if born else clock() - started
         delay = spec.poll.next_delay(age, rand)
         logger.debug("Job %s still %s; next check in %.1fs", job_id, job.raw_status, delay)
+
+
+async def retry_transient(
+    operation: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    what: str,
+    log: logging.Logger | Any = None,
+    clock: Clock = time.time,
+    sleep: Sleep = asyncio.sleep,
+    rand: Rand = random.random,
+) -> T:
+    """Run ``operation`` until it succeeds, retrying transient errors for the policy's budget.
+
+    Only for operations that are safe to repeat (reads, cancel, a submit with an
+    idempotency key the service honours).
+    """
+    logger = log or _log
+    streak = FailureStreak(policy, clock, rand)
+    while True:
+        try:
+            return await operation()
+        except TransientError as exc:
+            delay = streak.next_delay(exc)
+            if delay is None:
+                raise TransientError(streak.exhausted_message(what, exc), status=exc.status) from exc
+            logger.warning("%s: transient error (%s); retrying in %.1fs", what, exc, delay)
+            await sleep(delay)
+
+
+async def cancel_and_wait(
+    client: JobService,
+    job_id: str,
+    *,
+    deadline: float | None,
+    poll: PollPolicy = CANCEL_POLL,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    log: logging.Logger | Any = None,
+    clock: Clock = time.time,
+    sleep: Sleep = asyncio.sleep,
+    rand: Rand = random.random,
+) -> WaitResult:
+    """Ask the service to cancel ``job_id`` and wait until it is CANCELLED or otherwise ended.
+
+    Idempotent: cancelling a job that already ended changes nothing and reports its status.
+    Bounded by ``deadline`` (the caller's Airflow timeout), never by a count.
+    """
+    job = await retry_transient(
+        lambda: client.cancel_job(job_id), retry, what=f"Cancel job {job_id}", log=log, clock=clock, sleep=sleep, rand=rand
+    )
+    if job.status in TERMINAL:
+        return WaitResult(Outcome.SUCCESS, job_id, job, describe(job))
+    spec = WaitSpec(job_id=job_id, targets=TERMINAL, failures=frozenset(), poll=poll, retry=retry, deadline=deadline)
+    return await wait_for_job(client, spec, log=log, clock=clock, sleep=sleep, rand=rand)

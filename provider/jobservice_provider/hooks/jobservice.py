@@ -13,9 +13,11 @@ from asgiref.sync import async_to_sync
 from jobservice_provider.core.client import JobServiceClient
 from jobservice_provider.core.config import ServiceConfig
 from jobservice_provider.core.dialects import LogChunk
-from jobservice_provider.core.errors import JobNotFoundError, JobServiceError
+from jobservice_provider.core.errors import JobNotFoundError, JobServiceError, PermanentError
 from jobservice_provider.core.job import Job
-from jobservice_provider.core.wait import WaitResult, WaitSpec, wait_for_job
+from jobservice_provider.core.policy import RetryPolicy
+from jobservice_provider.core.sessions import shared_session
+from jobservice_provider.core.wait import WaitResult, WaitSpec, cancel_and_wait, retry_transient, wait_for_job
 
 T = TypeVar("T")
 
@@ -75,8 +77,13 @@ class JobServiceHook(BaseHook):
 
     @asynccontextmanager
     async def async_client(self) -> AsyncIterator[JobServiceClient]:
-        """A core client for the triggerer; reuse it across polls to keep its connection pool."""
-        async with JobServiceClient(await self.aget_config()) as client:
+        """A core client for async code, on the process-wide session of its service."""
+        try:
+            config = await self.aget_config()
+        except PermanentError as exc:
+            exc.in_connection(self.jobservice_conn_id)
+            raise
+        async with shared_session(config) as session, JobServiceClient(config, session=session) as client:
             yield client
 
     async def _acall(self, operation: Callable[[JobServiceClient], Awaitable[T]]) -> T:
@@ -84,7 +91,11 @@ class JobServiceHook(BaseHook):
             return await operation(client)
 
     def _call(self, operation: Callable[[JobServiceClient], Awaitable[T]]) -> T:
-        config = self.config
+        try:
+            config = self.config
+        except PermanentError as exc:
+            exc.in_connection(self.jobservice_conn_id)
+            raise
 
         async def run() -> T:
             async with JobServiceClient(config) as client:
@@ -102,8 +113,29 @@ class JobServiceHook(BaseHook):
         meta: dict[str, Any] | None = None,
         timeout_s: float | None = None,
     ) -> Job:
-        """Submit a job; with an ``idempotency_key`` a repeat returns the same job."""
-        return self._call(lambda c: c.submit(job_type, params, idempotency_key=idempotency_key, meta=meta, timeout_s=timeout_s))
+        """Submit a job; with an ``idempotency_key`` a repeat returns the same job.
+
+        The submit is retried on transient errors only when it carries a key the service
+        honours; otherwise it is sent exactly once, since a lost answer may hide a created job.
+        """
+        return self._call(lambda c: self._submit(c, job_type, params, idempotency_key, meta, timeout_s))
+
+    async def _submit(
+        self,
+        client: JobServiceClient,
+        job_type: str,
+        params: dict[str, Any] | None,
+        idempotency_key: str | None,
+        meta: dict[str, Any] | None,
+        timeout_s: float | None,
+    ) -> Job:
+        def send() -> Awaitable[Job]:
+            return client.submit(job_type, params, idempotency_key=idempotency_key, meta=meta, timeout_s=timeout_s)
+
+        if idempotency_key and client.dialect.supports_idempotent_submit:
+            retry = RetryPolicy(budget=client.config.transient_error_budget)
+            return await retry_transient(send, retry, what=f"Submit {job_type} job", log=self.log)
+        return await send()
 
     def get_job(self, job_id: str) -> Job:
         return self._call(lambda c: c.get_job(job_id))
@@ -130,6 +162,10 @@ class JobServiceHook(BaseHook):
 
     def cancel_job(self, job_id: str) -> Job:
         return self._call(lambda c: c.cancel_job(job_id))
+
+    def cancel_and_wait(self, job_id: str, deadline: float | None) -> WaitResult:
+        """Cancel and wait until the job is CANCELLED or already ended (bounded by ``deadline``)."""
+        return self._call(lambda c: cancel_and_wait(c, job_id, deadline=deadline, log=self.log))
 
     def get_result(self, job_id: str) -> Any:
         return self._call(lambda c: c.get_result(job_id))
@@ -163,9 +199,7 @@ class JobServiceHook(BaseHook):
         meta: dict[str, Any] | None = None,
         timeout_s: float | None = None,
     ) -> Job:
-        return await self._acall(
-            lambda c: c.submit(job_type, params, idempotency_key=idempotency_key, meta=meta, timeout_s=timeout_s)
-        )
+        return await self._acall(lambda c: self._submit(c, job_type, params, idempotency_key, meta, timeout_s))
 
     async def aget_job(self, job_id: str) -> Job:
         return await self._acall(lambda c: c.get_job(job_id))
@@ -175,6 +209,9 @@ class JobServiceHook(BaseHook):
 
     async def acancel_job(self, job_id: str) -> Job:
         return await self._acall(lambda c: c.cancel_job(job_id))
+
+    async def acancel_and_wait(self, job_id: str, deadline: float | None) -> WaitResult:
+        return await self._acall(lambda c: cancel_and_wait(c, job_id, deadline=deadline, log=self.log))
 
     async def aget_result(self, job_id: str) -> Any:
         return await self._acall(lambda c: c.get_result(job_id))

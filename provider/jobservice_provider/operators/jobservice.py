@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
+import time
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any, ClassVar
@@ -12,30 +14,42 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout
 
 from jobservice_provider._task import check_event, deadline_for, default_deferrable, remaining
-from jobservice_provider.core.errors import JobServiceError
+from jobservice_provider.core.errors import JobNotFoundError, JobServiceError
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.policy import PollPolicy, RetryPolicy
-from jobservice_provider.core.status import FAILURE, TERMINAL, JobStatus
+from jobservice_provider.core.status import ACTIVE, FAILURE, SUCCESS, TERMINAL, JobStatus
 from jobservice_provider.core.wait import Outcome, WaitResult, WaitSpec, describe
 from jobservice_provider.hooks.jobservice import JobServiceHook
 from jobservice_provider.triggers.jobservice import JobStatusTrigger
 
 DEFAULT_MAX_RESULT_BYTES = 1024 * 1024
-# How much of the remote log the operator copies into the task log when the job ends.
-REMOTE_LOG_TAIL_BYTES = 64 * 1024
+DEFAULT_LOG_TAIL_LINES = 100
+# Key of the job id in Airflow's task state store; renaming it breaks reattach of in-flight retries.
+STATE_KEY = "jobservice_job_id"
+# How long the task waits for a cancelled job to stop when it times out or is killed.
+CANCEL_WAIT = 60.0
+
+
+class RetryStrategy(str, enum.Enum):
+    """What a retry of :class:`SubmitAndWaitOperator` does with the job of an earlier try."""
+
+    #: a live job → wait on it; a SUCCEEDED job → return its result; a FAILED/CANCELLED one → new job.
+    REATTACH = "reattach"
+    #: always submit a new job.
+    RESUBMIT = "resubmit"
 
 
 class SubmitAndWaitOperator(BaseOperator):
     """Submit a job to the service on the worker, then wait for it and return its result.
 
-    The job id is pushed to XCom (``job_id``) as soon as the job exists. While the job
-    runs the task defers to :class:`JobStatusTrigger` (or, with ``deferrable=False``,
-    waits on the worker with the same loop). The wait is bounded only by the task's
-    ``execution_timeout``; without one it is unbounded.
+    The job id is pushed to XCom (``job_id``) and to Airflow's task state store as soon as
+    the job exists. While the job runs the task defers to :class:`JobStatusTrigger` (or,
+    with ``deferrable=False``, waits on the worker with the same loop). The wait is bounded
+    only by the task's ``execution_timeout``; **without one it is unbounded**.
 
     Submission carries an idempotency key derived from dag/task/run/map index, so a
-    retry reattaches to the job of an earlier try; if that job failed, the retry submits
-    a new one.
+    submit repeated after a lost answer, or by a retry after a worker crash, finds the
+    same job instead of starting a second one. What a retry does is set by ``retry_strategy``.
 
     :param job_type: the service's job type (templated).
     :param job_params: parameters of the job (templated). Named ``job_params`` because
@@ -48,7 +62,11 @@ class SubmitAndWaitOperator(BaseOperator):
     :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
     :param wait_for_completion: when False, return the job id right after submitting.
     :param idempotency_key: override the derived key (templated).
-    :param cancel_on_kill: cancel the remote job when the task is killed or times out.
+    :param retry_strategy: :class:`RetryStrategy` (default ``REATTACH``).
+    :param cancel_on_kill: cancel the remote job when the task is killed, marked or cleared.
+    :param cancel_on_timeout: cancel the remote job when ``execution_timeout`` ends the wait.
+    :param stream_logs: copy new remote log lines into the task log while waiting.
+    :param log_tail_lines: on completion, copy at most this many remaining remote log lines.
     :param max_result_bytes: largest JSON result pushed to XCom; a bigger one fails clearly.
     """
 
@@ -69,7 +87,11 @@ class SubmitAndWaitOperator(BaseOperator):
         deferrable: bool | None = None,
         wait_for_completion: bool = True,
         idempotency_key: str | None = None,
+        retry_strategy: RetryStrategy | str = RetryStrategy.REATTACH,
         cancel_on_kill: bool = True,
+        cancel_on_timeout: bool = True,
+        stream_logs: bool = True,
+        log_tail_lines: int = DEFAULT_LOG_TAIL_LINES,
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
         **kwargs: Any,
     ) -> None:
@@ -84,7 +106,15 @@ class SubmitAndWaitOperator(BaseOperator):
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.wait_for_completion = wait_for_completion
         self.idempotency_key = idempotency_key
+        try:
+            self.retry_strategy = RetryStrategy(str(getattr(retry_strategy, "value", retry_strategy)).lower())
+        except ValueError:
+            allowed = ", ".join(s.name for s in RetryStrategy)
+            raise ValueError(f"retry_strategy must be one of {allowed}, got {retry_strategy!r}") from None
         self.cancel_on_kill = cancel_on_kill
+        self.cancel_on_timeout = cancel_on_timeout
+        self.stream_logs = stream_logs
+        self.log_tail_lines = log_tail_lines
         self.max_result_bytes = max_result_bytes
         self.job_id: str | None = None
 
@@ -92,58 +122,87 @@ class SubmitAndWaitOperator(BaseOperator):
     def hook(self) -> JobServiceHook:
         return JobServiceHook(self.jobservice_conn_id)
 
-    def _poll_policy(self) -> PollPolicy:
-        return PollPolicy(interval=self.poll_interval or self.hook.config.poll_interval, max_interval=self.max_poll_interval)
-
-    def _submit(self, context: Context) -> Job:
+    # -- submit or reattach ----------------------------------------------------------------
+    def _start_job(self, context: Context) -> Job:
+        """Reattach to the job of an earlier try or submit one; logs the decision in one line."""
         ti = context["ti"]
-        key = self.idempotency_key or f"airflow:{ti.dag_id}:{ti.task_id}:{ti.run_id}:{ti.map_index}"
+        base_key = self.idempotency_key or f"airflow:{ti.dag_id}:{ti.task_id}:{ti.run_id}:{ti.map_index}"
+        retry_key = f"{base_key}:try{ti.try_number}"
         submit = functools.partial(
             self.hook.submit, self.job_type, self.job_params, meta=self.meta or None, timeout_s=self.timeout_s
         )
-        job = submit(idempotency_key=key)
+        store = context.get("task_state_store")
+        stored = store.get(STATE_KEY) if store is not None else None
+        stored_id = str(stored) if stored else None
+        what = f"Try {ti.try_number}, retry_strategy {self.retry_strategy.name}"
+
+        if self.retry_strategy is RetryStrategy.RESUBMIT:
+            job = submit(idempotency_key=base_key if ti.try_number <= 1 else retry_key)
+            self.log.info("%s: submitted job %s", what, job.id)
+            return job
+        if stored_id:
+            try:
+                earlier = self.hook.get_job(stored_id)
+            except JobNotFoundError:
+                earlier = None
+            if earlier is not None and earlier.status not in FAILURE:
+                verb = "returning the result of" if earlier.status in SUCCESS else "reattaching to"
+                self.log.info("%s: %s job %s of an earlier try (%s)", what, verb, earlier.id, earlier.raw_status)
+                return earlier
+            job = submit(idempotency_key=retry_key)
+            gone = f"ended {earlier.raw_status}" if earlier else "is unknown to the service"
+            self.log.info("%s: job %s of an earlier try %s; submitted new job %s", what, stored_id, gone, job.id)
+            return job
+        # Nothing stored (first try, or a crash before the id was stored): the service's
+        # idempotency key finds a job submitted under the same key if there is one.
+        job = submit(idempotency_key=base_key)
         if job.status in FAILURE:
-            # The key led us to the job of an earlier try, and that job failed: a retry
-            # means "run it again", so submit a fresh job under a key of this try.
-            self.log.info("Job %s of an earlier try ended %s; submitting a new job", job.id, job.raw_status)
-            job = submit(idempotency_key=f"{key}:try{ti.try_number}")
+            earlier_id = job.id
+            job = submit(idempotency_key=retry_key)
+            self.log.info("%s: job %s under this task's key ended %s; submitted new job %s", what, earlier_id, "FAILED", job.id)
+        else:
+            self.log.info("%s: submitted job %s (%s)", what, job.id, job.raw_status)
         return job
 
+    # -- execute ---------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
-        job = self._submit(context)
+        job = self._start_job(context)
         self.job_id = job.id
         context["ti"].xcom_push(key="job_id", value=job.id)
-        self.log.info("Submitted %s job %s (%s)", self.job_type, job.id, job.raw_status)
+        if (store := context.get("task_state_store")) is not None:
+            from airflow.sdk.execution_time.context import NEVER_EXPIRE
+
+            store.set(STATE_KEY, job.id, retention=NEVER_EXPIRE)
         if not self.wait_for_completion:
             return job.id
 
         deadline = deadline_for(context, self.execution_timeout)
         spec = WaitSpec(
             job_id=job.id,
-            poll=self._poll_policy(),
+            poll=PollPolicy(interval=self.poll_interval or self.hook.config.poll_interval, max_interval=self.max_poll_interval),
             retry=RetryPolicy(budget=self.hook.config.transient_error_budget),
             deadline=deadline,
+            follow_logs=self.stream_logs,
         )
-        if self.deferrable:
-            job = self.hook.get_job(job.id)
-            if job.status not in TERMINAL:
-                self.log.info("Job %s is %s; deferring until it finishes", job.id, job.raw_status)
-                self.defer(
-                    trigger=JobStatusTrigger(
-                        job_id=job.id,
-                        jobservice_conn_id=self.jobservice_conn_id,
-                        poll_policy=spec.poll.to_dict(),
-                        retry_policy=spec.retry.to_dict(),
-                        deadline=deadline,
-                    ),
-                    method_name="execute_complete",
-                    timeout=remaining(deadline),
-                )
+        if job.status in TERMINAL:
             outcome = Outcome.SUCCESS if job.status is JobStatus.SUCCEEDED else Outcome.FAILED
-            event = WaitResult(outcome, job.id, job, describe(job)).to_event()
-        else:
-            event = self.hook.wait_for_job(spec, check_now=True).to_event()
-        return self._finish(event)
+            return self._finish(WaitResult(outcome, job.id, job, describe(job)).to_event())
+        if not self.deferrable:
+            return self._finish(self.hook.wait_for_job(spec, check_now=True).to_event())
+        self.log.info("%s; deferring until it finishes", describe(job))
+        self.defer(
+            trigger=JobStatusTrigger(
+                job_id=job.id,
+                jobservice_conn_id=self.jobservice_conn_id,
+                poll_policy=spec.poll.to_dict(),
+                retry_policy=spec.retry.to_dict(),
+                deadline=deadline,
+                cancel_on_kill=self.cancel_on_kill,
+                follow_logs=self.stream_logs,
+            ),
+            method_name="execute_complete",
+            timeout=remaining(deadline),
+        )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         return self._finish(check_event(event))
@@ -151,15 +210,15 @@ class SubmitAndWaitOperator(BaseOperator):
     def _finish(self, event: dict[str, Any]) -> Any:
         """End the task from a wait's outcome: the one path for deferred and worker waits."""
         job_id = self.job_id = event["job_id"]
-        self._copy_remote_log(job_id)
+        self._copy_log_tail(job_id, int(event.get("log_offset") or 0))
         match event["status"]:
             case Outcome.SUCCESS.value:
                 self.log.info("%s", event["message"])
                 return self._result(job_id)
             case Outcome.TIMEOUT.value:
-                if self.cancel_on_kill:
-                    self._cancel(job_id, "the task's execution_timeout was reached")
-                raise AirflowTaskTimeout(f"execution_timeout {self.execution_timeout} reached: {event['message']}")
+                if self.cancel_on_timeout:
+                    self._cancel(job_id, "execution_timeout was reached")
+                raise AirflowTaskTimeout(f"execution_timeout ({self.execution_timeout}) reached: {event['message']}")
         raise AirflowException(event["message"])
 
     def _result(self, job_id: str) -> Any:
@@ -173,25 +232,33 @@ class SubmitAndWaitOperator(BaseOperator):
             )
         return result
 
-    def _copy_remote_log(self, job_id: str) -> None:
-        """Put the end of the job's remote log into the task log; a failure here never fails the task."""
+    def _copy_log_tail(self, job_id: str, offset: int) -> None:
+        """Copy the remote log lines not yet in the task log (at most ``log_tail_lines``).
+
+        A failure here never fails the task: the job's outcome is what counts.
+        """
+        if self.log_tail_lines <= 0:
+            return
+        lines: list[str] = []
         try:
-            chunk = self.hook.get_logs(job_id, 0)
-            offset = chunk.next_offset
-            if offset > REMOTE_LOG_TAIL_BYTES:
-                chunk = self.hook.get_logs(job_id, offset - REMOTE_LOG_TAIL_BYTES)
+            while True:
+                chunk = self.hook.get_logs(job_id, offset)
+                lines = [*lines, *chunk.data.splitlines()][-self.log_tail_lines :]
+                if chunk.complete or chunk.next_offset <= offset:
+                    break
+                offset = chunk.next_offset
         except JobServiceError as exc:
             self.log.warning("Could not fetch the log of job %s: %s", job_id, exc)
-            return
-        for line in chunk.data.splitlines():
+        for line in lines:
             self.log.info("[job %s] %s", job_id, line)
 
     def _cancel(self, job_id: str, why: str) -> None:
         try:
-            job = self.hook.cancel_job(job_id)
-            self.log.info("Cancelled job %s because %s; it is now %s", job_id, why, job.raw_status)
+            result = self.hook.cancel_and_wait(job_id, deadline=time.time() + CANCEL_WAIT)
         except JobServiceError as exc:
             self.log.error("Could not cancel job %s (%s): %s", job_id, why, exc)
+            return
+        self.log.info("Cancelled job %s because %s: %s", job_id, why, result.message)
 
     def on_kill(self) -> None:
         if self.job_id and self.cancel_on_kill:
@@ -203,41 +270,28 @@ class CancelJobOperator(BaseOperator):
 
     :param job_id: the job to cancel (templated).
     :param jobservice_conn_id: connection of the job service.
-    :param poll_interval: seconds between checks while the job is CANCELLING.
     """
 
     template_fields: Sequence[str] = ("job_id",)
 
-    def __init__(
-        self,
-        *,
-        job_id: str,
-        jobservice_conn_id: str = JobServiceHook.default_conn_name,
-        poll_interval: float = 1.0,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, job_id: str, jobservice_conn_id: str = JobServiceHook.default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.job_id = job_id
         self.jobservice_conn_id = jobservice_conn_id
-        self.poll_interval = poll_interval
 
     def execute(self, context: Context) -> dict[str, Any]:
         hook = JobServiceHook(self.jobservice_conn_id)
-        job = hook.cancel_job(self.job_id)
-        if job.status not in TERMINAL:
-            result = hook.wait_for_job(
-                WaitSpec(
-                    job_id=job.id,
-                    targets=TERMINAL,
-                    poll=PollPolicy(interval=self.poll_interval),
-                    deadline=deadline_for(context, self.execution_timeout),
-                )
-            )
-            if result.outcome is not Outcome.SUCCESS or result.job is None:
-                raise AirflowException(f"Cancelling job {self.job_id}: {result.message}")
-            job = result.job
+        try:
+            result = hook.cancel_and_wait(self.job_id, deadline=deadline_for(context, self.execution_timeout))
+        except JobServiceError as exc:
+            raise AirflowException(f"Could not cancel job {self.job_id}: {exc}") from exc
+        job = result.job
+        if result.outcome is not Outcome.SUCCESS or job is None:
+            raise AirflowException(f"Cancelling job {self.job_id}: {result.message}")
         if job.status is JobStatus.CANCELLED:
             self.log.info("Job %s is CANCELLED", job.id)
+        elif job.status in ACTIVE:
+            raise AirflowException(f"Job {job.id} is still {job.raw_status} after the cancel request")
         else:
             self.log.info("Job %s had already finished (%s); nothing to cancel", job.id, job.raw_status)
         return job.summary()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -17,6 +18,8 @@ from jobservice_provider.hooks.jobservice import JobServiceHook
 # fire, so the task resumes through execute_complete (which can cancel the job and raise
 # the proper timeout error) instead of Airflow's generic deferral timeout.
 DEADLINE_MARGIN = 2.0
+# on_kill must finish within the triggerer's [triggerer] on_kill_timeout (30 s by default).
+ON_KILL_BUDGET = 25.0
 DEFAULT_TARGETS = tuple(sorted(status.value for status in SUCCESS))
 DEFAULT_FAILURES = tuple(sorted(status.value for status in FAILURE))
 
@@ -36,8 +39,13 @@ class JobStatusTrigger(BaseTrigger):
     :param retry_policy: :class:`RetryPolicy` as a dict (transient-error backoff and budget).
     :param deadline: epoch seconds when Airflow's timeout for this wait expires, or None.
     :param not_found_grace: seconds an unknown job id is tolerated right after submission.
+    :param cancel_on_kill: cancel the job when a user kills the deferred task (mark
+        failed/success, clear). Never on triggerer restart or reassignment.
+    :param follow_logs: copy new remote log lines into the task log while waiting.
+    :param log_offset: bytes of the remote log already copied (by an earlier wait).
 
-    The event is ``{"status": "success"|"failed"|"timeout"|"error", "job_id", "job", "message"}``.
+    The event is ``{"status": "success"|"failed"|"timeout"|"error", "job_id", "job",
+    "message", "log_offset"}``.
     """
 
     def __init__(
@@ -51,6 +59,9 @@ class JobStatusTrigger(BaseTrigger):
         retry_policy: dict[str, Any] | None = None,
         deadline: float | None = None,
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
+        cancel_on_kill: bool = False,
+        follow_logs: bool = False,
+        log_offset: int = 0,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.job_id = job_id
@@ -61,6 +72,9 @@ class JobStatusTrigger(BaseTrigger):
         self.retry_policy = RetryPolicy.from_dict(retry_policy).to_dict()
         self.deadline = deadline
         self.not_found_grace = not_found_grace
+        self.cancel_on_kill = cancel_on_kill
+        self.follow_logs = follow_logs
+        self.log_offset = log_offset
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         cls = type(self)
@@ -73,6 +87,9 @@ class JobStatusTrigger(BaseTrigger):
             "retry_policy": dict(self.retry_policy),
             "deadline": self.deadline,
             "not_found_grace": self.not_found_grace,
+            "cancel_on_kill": self.cancel_on_kill,
+            "follow_logs": self.follow_logs,
+            "log_offset": self.log_offset,
         }
 
     def wait_spec(self) -> WaitSpec:
@@ -84,6 +101,8 @@ class JobStatusTrigger(BaseTrigger):
             retry=RetryPolicy.from_dict(self.retry_policy),
             deadline=None if self.deadline is None else self.deadline - DEADLINE_MARGIN,
             not_found_grace=self.not_found_grace,
+            follow_logs=self.follow_logs,
+            log_offset=self.log_offset,
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -92,6 +111,21 @@ class JobStatusTrigger(BaseTrigger):
             async with hook.async_client() as client:
                 result = await wait_for_job(client, self.wait_spec(), log=self.log)
         except JobServiceError as exc:
-            result = WaitResult(Outcome.ERROR, self.job_id, None, str(exc))
+            result = WaitResult(Outcome.ERROR, self.job_id, None, str(exc), self.log_offset)
         self.log.info("Wait for job %s ended: %s", self.job_id, result.outcome.value)
         yield TriggerEvent(result.to_event())
+
+    async def on_kill(self) -> None:
+        """Cancel the remote job: the user ended the deferred task (Airflow 3.3+ calls this only then)."""
+        if not self.cancel_on_kill:
+            self.log.info("Task killed; job %s keeps running (cancel_on_kill is off)", self.job_id)
+            return
+        deadline = time.time() + ON_KILL_BUDGET
+        if self.deadline is not None:
+            deadline = min(deadline, self.deadline)
+        try:
+            result = await JobServiceHook(self.jobservice_conn_id).acancel_and_wait(self.job_id, deadline)
+        except JobServiceError as exc:
+            self.log.error("Task killed; could not cancel job %s: %s", self.job_id, exc)
+            return
+        self.log.info("Task killed; cancelled job %s: %s", self.job_id, result.message)

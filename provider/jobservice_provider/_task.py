@@ -9,6 +9,23 @@ from typing import Any
 from airflow.sdk import Context, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from jobservice_provider.core.errors import JobServiceError
+from jobservice_provider.hooks.jobservice import JobServiceHook
+
+# How long a task waits for a cancelled job to stop when it times out or is killed.
+CANCEL_WAIT = 60.0
+
+
+def cancel_for_task(hook: JobServiceHook, job_id: str, why: str, log: Any) -> None:
+    """Cancel a task's job and wait (bounded) until it stopped; a failure is logged, never raised,
+    because the task is already ending for another reason."""
+    try:
+        result = hook.cancel_and_wait(job_id, deadline=time.time() + CANCEL_WAIT)
+    except JobServiceError as exc:
+        log.error("Could not cancel job %s (%s): %s", job_id, why, exc)
+        return
+    log.info("Cancelled job %s because %s: %s", job_id, why, result.message)
+
 
 def default_deferrable() -> bool:
     """Airflow's ``[operators] default_deferrable`` setting."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 import functools
 import json
-import time
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any, ClassVar
@@ -13,7 +12,7 @@ from typing import Any, ClassVar
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout
 
-from jobservice_provider._task import check_event, deadline_for, default_deferrable, remaining
+from jobservice_provider._task import cancel_for_task, check_event, deadline_for, default_deferrable, remaining
 from jobservice_provider.core.errors import JobNotFoundError, JobServiceError
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.policy import PollPolicy, RetryPolicy
@@ -26,8 +25,6 @@ DEFAULT_MAX_RESULT_BYTES = 1024 * 1024
 DEFAULT_LOG_TAIL_LINES = 100
 # Key of the job id in Airflow's task state store; renaming it breaks reattach of in-flight retries.
 STATE_KEY = "jobservice_job_id"
-# How long the task waits for a cancelled job to stop when it times out or is killed.
-CANCEL_WAIT = 60.0
 
 
 class RetryStrategy(str, enum.Enum):
@@ -217,7 +214,7 @@ class SubmitAndWaitOperator(BaseOperator):
                 return self._result(job_id)
             case Outcome.TIMEOUT.value:
                 if self.cancel_on_timeout:
-                    self._cancel(job_id, "execution_timeout was reached")
+                    cancel_for_task(self.hook, job_id, "execution_timeout was reached", self.log)
                 raise AirflowTaskTimeout(f"execution_timeout ({self.execution_timeout}) reached: {event['message']}")
         raise AirflowException(event["message"])
 
@@ -252,17 +249,9 @@ class SubmitAndWaitOperator(BaseOperator):
         for line in lines:
             self.log.info("[job %s] %s", job_id, line)
 
-    def _cancel(self, job_id: str, why: str) -> None:
-        try:
-            result = self.hook.cancel_and_wait(job_id, deadline=time.time() + CANCEL_WAIT)
-        except JobServiceError as exc:
-            self.log.error("Could not cancel job %s (%s): %s", job_id, why, exc)
-            return
-        self.log.info("Cancelled job %s because %s: %s", job_id, why, result.message)
-
     def on_kill(self) -> None:
         if self.job_id and self.cancel_on_kill:
-            self._cancel(self.job_id, "the task was killed")
+            cancel_for_task(self.hook, self.job_id, "the task was killed", self.log)
 
 
 class CancelJobOperator(BaseOperator):

@@ -10,7 +10,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
-from jobservice_provider._task import check_event, deadline_for, default_deferrable, failed_job_error, remaining
+from jobservice_provider._task import cancel_for_task, check_event, deadline_for, default_deferrable, failed_job_error, remaining
 from jobservice_provider.core.policy import PollPolicy
 from jobservice_provider.core.status import FAILURE, SUCCESS, JobStatus, WaitVerdict, parse_statuses, verdict
 from jobservice_provider.core.wait import Outcome, describe
@@ -34,6 +34,12 @@ class JobCompleteSensor(BaseSensorOperator):
         jittered ±20%.
     :param max_poll_interval: let checks spread out up to this many seconds as the job ages.
     :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
+    :param cancel_on_kill: cancel the watched job when this task is killed, marked or
+        cleared. Off by default: a sensor may watch someone else's job.
+    :param stream_logs: copy new remote log lines into the task log while deferred.
+
+    The wait is bounded only by the sensor's ``timeout``, counted from its first poke
+    (across reschedules and deferrals); there is no attempt count.
     """
 
     template_fields: Sequence[str] = ("job_id",)
@@ -49,6 +55,8 @@ class JobCompleteSensor(BaseSensorOperator):
         poll_interval: float | None = None,
         max_poll_interval: float | None = None,
         deferrable: bool | None = None,
+        cancel_on_kill: bool = False,
+        stream_logs: bool = True,
         **kwargs: Any,
     ) -> None:
         if poll_interval is not None:
@@ -61,6 +69,8 @@ class JobCompleteSensor(BaseSensorOperator):
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.cancel_on_kill = cancel_on_kill
+        self.stream_logs = stream_logs
 
     @cached_property
     def hook(self) -> JobServiceHook:
@@ -93,10 +103,16 @@ class JobCompleteSensor(BaseSensorOperator):
                 poll_policy=policy.to_dict(),
                 retry_policy={"budget": self.hook.config.transient_error_budget},
                 deadline=deadline,
+                cancel_on_kill=self.cancel_on_kill,
+                follow_logs=self.stream_logs,
             ),
             method_name="execute_complete",
             timeout=remaining(deadline),
         )
+
+    def on_kill(self) -> None:
+        if self.cancel_on_kill:
+            cancel_for_task(self.hook, self.job_id, "the task was killed", self.log)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         event = check_event(event)

@@ -18,8 +18,10 @@ RESULT_PREFIX = "DAGTEST-RESULT "
 
 def main(dag_file: str, dag_id: str | None = None) -> int:
     from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.task_state_store import TaskStateStoreModel
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     bag = DagBag(dag_folder=dag_file)
     if bag.import_errors:
@@ -33,12 +35,18 @@ def main(dag_file: str, dag_id: str | None = None) -> int:
         "state": str(dag_run.state),
         "tasks": {},
         "xcom": {},
+        "task_state": {},
     }
     with create_session() as session:
         for ti in dag_run.get_task_instances(session=session):
             summary["tasks"][ti.task_id] = str(ti.state)
         for row in session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag.dag_id)):
             summary["xcom"].setdefault(row.task_id, {})[row.key] = XComModel.deserialize_value(row)
+        states = select(TaskStateStoreModel).where(
+            TaskStateStoreModel.dag_id == dag.dag_id, TaskStateStoreModel.run_id == dag_run.run_id
+        )
+        for state in session.scalars(states):
+            summary["task_state"].setdefault(state.task_id, {})[state.key] = json.loads(state.value)
     print(RESULT_PREFIX + json.dumps(summary, default=str), flush=True)
     return 0 if summary["state"] == "success" else 1
 

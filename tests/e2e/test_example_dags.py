@@ -48,6 +48,8 @@ def test_example_dag_runs_to_success(dag_file: Path, local_service: Any) -> None
     if summary["dag_id"] == "example_submit_and_wait":
         assert xcom["train_model"]["return_value"] == {"model": "churn-v2", "auc": 0.91}
         assert xcom["train_model"]["job_id"].startswith("j_")
+        # Persisted in Airflow's task state store before deferring, so a retry can reattach.
+        assert summary["task_state"]["train_model"]["jobservice_job_id"] == xcom["train_model"]["job_id"]
         assert xcom["report"]["return_value"] == "model churn-v2 scored AUC 0.91"
     else:
         job_id = xcom["start_job"]["job_id"]

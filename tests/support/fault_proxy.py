@@ -1,6 +1,6 @@
 """A fault-injecting HTTP proxy for tests: sits between the client and the real local service.
 
-Each request to a job's status (``GET /v1/jobs/<id>``) takes the next scripted fault;
+Each status request (``GET /v1/jobs/<id>``, or a batch ``GET /v1/jobs?id=…``) takes the next scripted fault;
 when the script is empty, requests pass through. Other requests always pass through.
 """
 
@@ -40,14 +40,16 @@ class FaultProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.script: deque[Fault] = deque()
-        self.status_requests: list[float] = []  # monotonic times of GET /v1/jobs/<id>
+        self.status_requests: list[float] = []  # monotonic times of status requests
         self.url = ""
 
     def add(self, *faults: Fault) -> None:
         self.script.extend(faults)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        is_status = request.method == "GET" and request.path.startswith("/v1/jobs/") and request.path.count("/") == 3
+        single = request.path.startswith("/v1/jobs/") and request.path.count("/") == 3
+        batch = request.path == "/v1/jobs" and "id" in request.query
+        is_status = request.method == "GET" and (single or batch)
         if is_status:
             self.status_requests.append(time.monotonic())
             if self.script:

@@ -34,6 +34,7 @@ DEFAULT_RETRY = RetryPolicy()
 T = TypeVar("T")
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[Any]]
+Lookup = Callable[[str, float], Awaitable[Job]]
 _log = logging.getLogger(__name__)
 
 
@@ -171,11 +172,15 @@ async def wait_for_job(
     clock: Clock = time.time,
     sleep: Sleep = asyncio.sleep,
     rand: Rand = random.random,
+    lookup: Lookup | None = None,
 ) -> WaitResult:
     """Poll ``spec.job_id`` until it reaches a target or failure status, or the deadline passes.
 
     :param check_now: look at once instead of after the random first delay
         (use when nobody has looked at the job yet).
+    :param lookup: where status checks go instead of ``client.get_job`` after ``sleep``:
+        ``lookup(job_id, delay)`` answers with the record as of ``delay`` seconds from now
+        (the shared watcher, which batches the checks of many waits).
     """
     logger = log or _log
     job_id = spec.job_id
@@ -196,13 +201,16 @@ async def wait_for_job(
                 return result(
                     Outcome.TIMEOUT, f"Deadline reached while job {job_id} was {last.raw_status if last else 'unknown'}"
                 )
-            delay = min(delay, remaining)
-        if delay > 0:
-            await sleep(delay)
-        if spec.deadline is not None and clock() >= spec.deadline:
-            continue  # report the timeout through the branch above
+            if delay >= remaining:
+                await sleep(remaining)  # the next check would come too late: report the timeout
+                continue
         try:
-            job = await client.get_job(job_id)
+            if lookup is not None:
+                job = await lookup(job_id, delay)
+            else:
+                if delay > 0:
+                    await sleep(delay)
+                job = await client.get_job(job_id)
         except TransientError as exc:
             next_delay = streak.next_delay(exc)
             if next_delay is None:

@@ -1,0 +1,178 @@
+"""One shared watcher per service per event loop: every wait's status checks, coalesced.
+
+A triggerer holds hundreds to thousands of waits. Each wait keeps its own jittered
+schedule (the wait loop decides *when*), but instead of sending its own request it asks
+the watcher, which gathers every check that falls due within a short coalescing window
+and answers them with batch lookups (up to the dialect's batch size per request), on one
+connection pool. A transient failure is handed to every wait in the batch (each applies
+its own error budget) and pauses the whole service for the backoff or Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import heapq
+import itertools
+import logging
+from collections.abc import AsyncIterator, Hashable
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
+
+from jobservice_provider.core.client import JobServiceClient
+from jobservice_provider.core.config import ServiceConfig
+from jobservice_provider.core.errors import JobNotFoundError, JobServiceError, TransientError
+from jobservice_provider.core.job import Job
+from jobservice_provider.core.sessions import shared_session
+
+log = logging.getLogger(__name__)
+
+# Checks due within this many seconds are sent together; at worst a check is answered this
+# much early, never late. Small against any sensible poll interval.
+COALESCE_WINDOW = 0.5
+# Batch requests in flight at once per service.
+MAX_CONCURRENT_REQUESTS = 4
+# Pause for the whole service after a transient failure without Retry-After.
+TRANSIENT_PAUSE = 1.0
+
+
+@dataclasses.dataclass(order=True)
+class _Check:
+    due: float
+    seq: int
+    job_id: str = dataclasses.field(compare=False)
+    answer: asyncio.Future[Job] = dataclasses.field(compare=False)
+
+
+class Watcher:
+    """Answers ``lookup(job_id, delay)`` with the job's record, fetched in batches."""
+
+    def __init__(self, config: ServiceConfig, window: float = COALESCE_WINDOW) -> None:
+        self.config = config
+        self.window = window
+        self.requests_sent = 0
+        self._checks: list[_Check] = []
+        self._seq = itertools.count()
+        self._changed = asyncio.Event()
+        self._paused_until = 0.0
+        self._limit = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
+        self._loop = asyncio.get_running_loop()
+        self._batches: set[asyncio.Task[None]] = set()
+        self._resources = AsyncExitStack()
+        self._task: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        """Take the service's shared session and start watching."""
+        session = await self._resources.enter_async_context(shared_session(self.config))
+        self.client = JobServiceClient(self.config, session=session)
+        self._task = asyncio.create_task(self._run(), name=f"jobservice watcher {self.config.base_url}")
+
+    async def lookup(self, job_id: str, delay: float) -> Job:
+        """The record of ``job_id`` as of about ``delay`` seconds from now (never earlier
+        than ``delay - window``)."""
+        answer: asyncio.Future[Job] = self._loop.create_future()
+        check = _Check(self._loop.time() + max(0.0, delay), next(self._seq), job_id, answer)
+        heapq.heappush(self._checks, check)
+        if self._checks[0] is check:
+            self._changed.set()  # the new check is the earliest: re-plan the next tick
+        return await answer  # a cancelled wait cancels its future; the watcher skips it
+
+    async def close(self) -> None:
+        tasks = [*self._batches, *([self._task] if self._task else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for check in self._checks:
+            check.answer.cancel()
+        await self._resources.aclose()
+
+    async def _run(self) -> None:
+        while True:
+            self._drop_cancelled()
+            if not self._checks:
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            wake_at = max(self._checks[0].due - self.window, self._paused_until)
+            if wake_at > self._loop.time():
+                self._changed.clear()
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), wake_at - self._loop.time())
+                continue
+            due = self._take_due(self._loop.time() + self.window)
+            for start in range(0, len(due), self.client.dialect.max_batch):
+                batch = asyncio.create_task(self._answer(due[start : start + self.client.dialect.max_batch]))
+                self._batches.add(batch)
+                batch.add_done_callback(self._batches.discard)
+            await asyncio.sleep(0)  # let the batches start before planning the next tick
+
+    def _drop_cancelled(self) -> None:
+        while self._checks and self._checks[0].answer.done():
+            heapq.heappop(self._checks)
+
+    def _take_due(self, horizon: float) -> list[_Check]:
+        due: list[_Check] = []
+        while self._checks and self._checks[0].due <= horizon:
+            check = heapq.heappop(self._checks)
+            if not check.answer.done():
+                due.append(check)
+        return due
+
+    async def _answer(self, checks: list[_Check]) -> None:
+        ids = list(dict.fromkeys(check.job_id for check in checks))
+        async with self._limit:
+            try:
+                self.requests_sent += 1
+                jobs, missing = await self.client.get_jobs(ids)
+            except TransientError as exc:
+                pause = exc.retry_after if exc.retry_after is not None else TRANSIENT_PAUSE
+                self._paused_until = max(self._paused_until, self._loop.time() + pause)
+                self._fail(checks, exc)
+                return
+            except JobServiceError as exc:
+                self._fail(checks, exc)
+                return
+        by_id = {job.id: job for job in jobs}
+        absent = set(missing)
+        for check in checks:
+            if check.answer.done():
+                continue
+            job = by_id.get(check.job_id)
+            if job is not None:
+                check.answer.set_result(job)
+            elif check.job_id in absent:
+                check.answer.set_exception(JobNotFoundError(check.job_id, f"Job {check.job_id} not found"))
+            else:
+                check.answer.set_exception(JobServiceError(f"Job {check.job_id}: the batch lookup did not mention it"))
+
+    @staticmethod
+    def _fail(checks: list[_Check], exc: JobServiceError) -> None:
+        for check in checks:
+            if not check.answer.done():
+                check.answer.set_exception(exc)
+
+
+@dataclasses.dataclass
+class _Registered:
+    watcher: Watcher
+    users: int = 0
+
+
+_watchers: dict[tuple[int, Hashable], _Registered] = {}
+
+
+@asynccontextmanager
+async def shared_watcher(config: ServiceConfig) -> AsyncIterator[Watcher]:
+    """The watcher of ``config``'s service in the running loop; it stops when its last user leaves."""
+    key = (id(asyncio.get_running_loop()), config.service_key)
+    registered = _watchers.get(key)
+    if registered is None:
+        registered = _watchers[key] = _Registered(Watcher(config))
+        await registered.watcher.open()
+    registered.users += 1
+    try:
+        yield registered.watcher
+    finally:
+        registered.users -= 1
+        if registered.users == 0 and _watchers.get(key) is registered:
+            del _watchers[key]
+            await registered.watcher.close()

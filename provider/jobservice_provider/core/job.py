@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 import pendulum
@@ -155,12 +156,30 @@ def _opt_time(value: Any, name: str) -> pendulum.DateTime | None:
     if value is None:
         return None
     try:
-        parsed = pendulum.parse(value)
-    except Exception as exc:
-        raise ValueError(f"'{name}' is not a timestamp: {value!r}") from exc
-    if not isinstance(parsed, pendulum.DateTime):
-        raise ValueError(f"'{name}' is not a date-time: {value!r}")
-    return parsed
+        # The C ISO parser is ten times faster than pendulum.parse, which matters when a
+        # triggerer parses thousands of records a minute; pendulum.parse takes the rest.
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        try:
+            parsed = pendulum.parse(value)
+        except Exception as exc:
+            raise ValueError(f"'{name}' is not a timestamp: {value!r}") from exc
+    if not isinstance(parsed, datetime) or parsed.tzinfo is None:
+        raise ValueError(f"'{name}' is not a date-time with a time zone: {value!r}")
+    if isinstance(parsed, pendulum.DateTime):
+        return parsed
+    if parsed.utcoffset() == timedelta(0):
+        return pendulum.DateTime(
+            parsed.year,
+            parsed.month,
+            parsed.day,
+            parsed.hour,
+            parsed.minute,
+            parsed.second,
+            parsed.microsecond,
+            tzinfo=pendulum.UTC,
+        )
+    return pendulum.instance(parsed)
 
 
 def _iso(value: pendulum.DateTime | None) -> str | None:

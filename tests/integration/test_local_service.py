@@ -704,3 +704,29 @@ def test_local_service_does_not_import_airflow() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+async def test_batch_long_poll_answers_on_the_first_change(api: Api) -> None:
+    slow = (await api.submit("sleep", {"seconds": 30}))["id"]
+    quick = (await api.submit("sleep", {"seconds": 0.8}))["id"]
+    versions = {job["id"]: job["version"] for job in (await api.batch([slow, quick]))["jobs"]}
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    params = [("id", slow), ("id", quick), ("wait_s", "20"), ("seen", str(versions[slow])), ("seen", str(versions[quick]))]
+    status, answer, _ = await api.call("GET", "/v1/jobs", params=params)
+    elapsed = loop.time() - started
+    assert status == 200, answer
+    changed = {job["id"]: job for job in answer["jobs"]}
+    assert changed[quick]["status"] == "SUCCEEDED" and 0.3 < elapsed < 5
+    # Nothing changes within wait_s: the answer comes after wait_s, versions unchanged.
+    started = loop.time()
+    params = [("id", slow), ("wait_s", "0.5"), ("seen", str(changed[slow]["version"]))]
+    status, again, _ = await api.call("GET", "/v1/jobs", params=params)
+    assert status == 200 and again["jobs"][0]["version"] == changed[slow]["version"]
+    assert loop.time() - started >= 0.5
+    # seen must pair with id, and long-poll parameters do not apply to listings
+    status, problem, _ = await api.call("GET", "/v1/jobs", params=[("id", slow), ("id", quick), ("wait_s", "1"), ("seen", "1")])
+    assert status == 400 and problem["param"] == "seen"
+    status, problem, _ = await api.call("GET", "/v1/jobs", params=[("status", "RUNNING"), ("wait_s", "1")])
+    assert status == 400 and problem["param"] == "wait_s"
+    await api.cancel(slow)

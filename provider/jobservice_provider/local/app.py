@@ -39,7 +39,7 @@ SUBMIT_FIELDS = ("type", "params", "meta", "timeout_s")
 LISTING_PARAMS = ("status", "type", "created_after", "limit", "cursor")
 #: the query parameters each route accepts (any other one is a 400); routes not listed take none.
 QUERY_PARAMS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("GET", "/v1/jobs"): ("id", *LISTING_PARAMS),
+    ("GET", "/v1/jobs"): ("id", "wait_s", "seen", *LISTING_PARAMS),
     ("GET", "/v1/jobs/{id}"): ("wait_s", "seen"),
     ("GET", "/v1/jobs/{id}/logs"): ("offset", "limit"),
 }
@@ -219,22 +219,28 @@ async def submit_job(request: web.Request) -> web.Response:
     return web.json_response(job.record(), status=201 if created else 200, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
+def _wait_s(query: MultiMapping[str]) -> float:
+    """The long-poll time ``wait_s`` (0 when absent)."""
+    raw_wait = _single(query, "wait_s")
+    if raw_wait is None:
+        return 0.0
+    try:
+        wait_s = float(raw_wait)
+    except ValueError:
+        wait_s = math.nan
+    if not 0 <= wait_s <= MAX_WAIT_S:
+        raise invalid_request(
+            f"query parameter 'wait_s' must be a number from 0 to {MAX_WAIT_S:g}, got {raw_wait!r}",
+            param="wait_s",
+        )
+    return wait_s
+
+
 async def get_job(request: web.Request) -> web.Response:
     """``GET /v1/jobs/{id}`` with optional long-poll."""
     query = request.query
     _check_query(request)
-    wait_s = 0.0
-    raw_wait = _single(query, "wait_s")
-    if raw_wait is not None:
-        try:
-            wait_s = float(raw_wait)
-        except ValueError:
-            wait_s = math.nan
-        if not 0 <= wait_s <= MAX_WAIT_S:
-            raise invalid_request(
-                f"query parameter 'wait_s' must be a number from 0 to {MAX_WAIT_S:g}, got {raw_wait!r}",
-                param="wait_s",
-            )
+    wait_s = _wait_s(query)
     seen = None
     if "seen" in query:
         seen = _int_param(query, "seen", 0, 0, None)
@@ -266,9 +272,25 @@ async def find_jobs(request: web.Request) -> web.Response:
                 f"at most {MAX_BATCH_IDS} ids per batch lookup, got {len(ids)}",
                 max_ids=MAX_BATCH_IDS,
             )
+        wait_s = _wait_s(query)
+        if "seen" in query:
+            # Batch long-poll: answer once any listed job's version differs from its `seen`.
+            raw_seen = query.getall("seen")
+            if len(raw_seen) != len(query.getall("id")):
+                raise invalid_request("give one 'seen' version per 'id', in the same order", param="seen")
+            try:
+                seen = {job_id: int(version) for job_id, version in zip(query.getall("id"), raw_seen, strict=True)}
+            except ValueError:
+                raise invalid_request("query parameter 'seen' must be integers", param="seen") from None
+            await service.wait_for_any_change(seen, wait_s)
+        elif "wait_s" in query:
+            raise invalid_request("query parameter 'wait_s' needs 'seen' versions to wait on", param="wait_s")
         jobs, missing = service.get_many(ids)
         return web.json_response({"jobs": [job.record() for job in jobs], "missing": missing})
 
+    for name in ("wait_s", "seen"):
+        if name in query:
+            raise invalid_request(f"query parameter {name!r} is for lookups by 'id' only", param=name)
     statuses: list[JobStatus] = []
     for value in _multi(query, "status"):
         try:

@@ -361,22 +361,32 @@ class JobService:
 
     async def wait_for_change(self, job_id: str, seen: int | None, wait_s: float) -> Job | None:
         """The job, after waiting up to ``wait_s`` seconds while its version is ``seen``."""
-        job = self.get(job_id)
-        if job is None or seen is None or job.version != seen or wait_s <= 0 or self.closing:
-            return job
+        if seen is not None:
+            await self.wait_for_any_change({job_id: seen}, wait_s)
+        return self.get(job_id)
+
+    async def wait_for_any_change(self, seen: dict[str, int], wait_s: float) -> None:
+        """Return once any job's version differs from ``seen[job_id]``, or after ``wait_s`` seconds."""
+        if wait_s <= 0 or self.closing:
+            return
+        for job_id, version in seen.items():
+            job = self.get(job_id)
+            if job is None or job.version != version:
+                return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(job_id, set()).add(waiter)
+        for job_id in seen:
+            self._waiters.setdefault(job_id, set()).add(waiter)
         try:
             await asyncio.wait_for(waiter, wait_s)
         except TimeoutError:
             pass
         finally:
-            waiters = self._waiters.get(job_id)
-            if waiters is not None:
-                waiters.discard(waiter)
-                if not waiters:
-                    del self._waiters[job_id]
-        return self.get(job_id)
+            for job_id in seen:
+                waiters = self._waiters.get(job_id)
+                if waiters is not None:
+                    waiters.discard(waiter)
+                    if not waiters:
+                        del self._waiters[job_id]
 
     def result_json(self, job_id: str) -> str:
         """The result JSON of a SUCCEEDED job; raise the 404/409 problem otherwise."""

@@ -63,6 +63,49 @@ def get_provider_info() -> dict[str, Any]:
                     "relabeling": {"host": "Base URL", "password": "API token"},
                     "placeholders": {"host": "https://jobs.example.com", "password": "bearer token"},
                 },
+                "conn-fields": _conn_fields(),
             }
         ],
     }
+
+
+_JSON_TYPES = {str: "string", bool: "boolean", int: "number", float: "number", dict: "object", list: "array"}
+
+
+def _conn_fields() -> dict[str, dict[str, Any]]:
+    """The connection form's extra fields (``conn-fields``), one per allow-listed extra.
+
+    The list of extras is ``core.config.KNOWN_EXTRAS`` (an extra added there appears in the
+    form even without a label here); defaults come from ``ServiceConfig``. Airflow's form
+    stores the fields under their plain names in the connection's extra, with ``null`` for a
+    field left empty, which the hook reads as "use the default".
+    """
+    import dataclasses
+
+    from jobservice_provider.core.config import DIALECTS, KNOWN_EXTRAS, ServiceConfig
+
+    looks: dict[str, tuple[str, dict[str, Any]]] = {
+        "dialect": ("Dialect", {"enum": list(DIALECTS)}),
+        "dialect_options": ("Dialect options", {"format": "json"}),
+        "verify_tls": ("Verify TLS certificates", {}),
+        "request_timeout": ("Request timeout (s)", {"minimum": 0.1}),
+        "poll_interval": ("Default poll interval (s)", {"minimum": 0.1}),
+        "transient_error_budget": ("Transient-error budget (s)", {"minimum": 0}),
+        "extra_headers": ("Extra headers", {"format": "json"}),
+    }
+    defaults = {f.name: f.default for f in dataclasses.fields(ServiceConfig)}
+    fields: dict[str, dict[str, Any]] = {}
+    for key, (types, meaning) in KNOWN_EXTRAS.items():
+        label, extra_schema = looks.get(key, (key.replace("_", " ").capitalize(), {}))
+        json_type = _JSON_TYPES.get(types[0], "string")
+        schema: dict[str, Any] = {"type": [json_type, "null"], **extra_schema}
+        default = defaults.get(key)
+        description = meaning[:1].upper() + meaning[1:]
+        # Booleans and choices show their default as a value: an untouched switch or list
+        # would otherwise read as "off"/"none". An empty number simply means the default.
+        if json_type == "boolean" or "enum" in schema:
+            schema["default"] = default
+        elif json_type == "number" and isinstance(default, int | float):
+            description += f"; empty means {default:g}"
+        fields[key] = {"label": label, "description": description, "schema": schema}
+    return fields

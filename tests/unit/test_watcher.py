@@ -43,15 +43,15 @@ async def started_watcher(client: FakeBatchClient, window: float = 0.5) -> Watch
 async def test_checks_due_together_go_out_in_batches_of_at_most_100() -> None:
     client = FakeBatchClient()
     watcher = await started_watcher(client)
-    # 250 waits whose checks fall due within 0.3 s of each other
-    answers = await asyncio.gather(*(watcher.lookup(f"j{i}", 0.1 + (i % 30) / 100) for i in range(250)))
+    # 250 waits whose checks fall due within 0.3 s of each other, 3 s from now
+    answers = await asyncio.gather(*(watcher.lookup(f"j{i}", 3.0 + (i % 30) / 100) for i in range(250)))
     await watcher.close()
     assert [a.id for a in answers] == [f"j{i}" for i in range(250)]
     assert len(client.batches) == 3 and max(map(len, client.batches)) == 100
     assert sorted(j for batch in client.batches for j in batch) == sorted(f"j{i}" for i in range(250))
 
 
-async def test_checks_far_apart_are_not_merged_and_never_answered_early() -> None:
+async def test_checks_far_apart_are_not_merged_and_not_answered_much_early() -> None:
     client = FakeBatchClient()
     watcher = await started_watcher(client, window=0.05)
     loop = asyncio.get_running_loop()
@@ -65,7 +65,19 @@ async def test_checks_far_apart_are_not_merged_and_never_answered_early() -> Non
     await asyncio.gather(timed("early", 0.05), timed("late", 0.4))
     await watcher.close()
     assert client.batches == [["early"], ["late"]]
-    assert times["late"] >= 0.4 - 0.05  # at most one window early
+    assert times["late"] >= 0.4 - 0.025  # early by at most half the window
+
+
+async def test_a_wait_polling_faster_than_the_window_keeps_its_pace() -> None:
+    client = FakeBatchClient()
+    watcher = await started_watcher(client, window=0.5)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for _ in range(5):
+        await watcher.lookup("fast", 0.05)
+    await watcher.close()
+    assert loop.time() - start >= 5 * 0.05 * 0.9  # not answered back to back
+    assert len(client.batches) == 5
 
 
 async def test_a_cancelled_wait_leaves_the_others_alone_and_unknown_ids_fail_alone() -> None:

@@ -17,15 +17,19 @@ import aiohttp
 
 from jobservice_provider import __version__
 from jobservice_provider.core.config import ServiceConfig
-from jobservice_provider.core.dialects import LogChunk, NativeDialect, get_dialect
-from jobservice_provider.core.errors import ConfigurationError, PermanentError, TransientError
+from jobservice_provider.core.dialects import Dialect, FollowUp, LogChunk, get_dialect, slice_log
+from jobservice_provider.core.dialects.base import job_matches
+from jobservice_provider.core.errors import ConfigurationError, JobNotFoundError, JobServiceError, PermanentError, TransientError
 from jobservice_provider.core.http import HttpRequest, HttpResponse
 from jobservice_provider.core.job import Job
+from jobservice_provider.core.status import TERMINAL
 
 log = logging.getLogger(__name__)
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 USER_AGENT = f"airflow-provider-jobservice/{__version__}"
+# Single lookups in flight at once when a dialect has no batch call.
+LOOKUP_CONCURRENCY = 8
 
 
 class JobServiceClient:
@@ -47,7 +51,7 @@ class JobServiceClient:
         connection_limit: int = 16,
     ) -> None:
         self.config = config
-        self.dialect: NativeDialect = get_dialect(config.dialect)
+        self.dialect: Dialect = get_dialect(config.dialect, config.dialect_options)
         self._session = session
         self._owns_session = session is None
         self._connection_limit = connection_limit
@@ -85,6 +89,19 @@ class JobServiceClient:
 
         Never retries: retrying is the caller's decision (only idempotent calls may be).
         """
+        response = await self._exchange(request, timeout=timeout)
+        if 200 <= response.status < 300:
+            return response
+        raise self._error_for(response, job_id=job_id)
+
+    def _error_for(self, response: HttpResponse, *, job_id: str | None = None) -> JobServiceError:
+        error = self.dialect.error_for(response, job_id=job_id)
+        if isinstance(error, PermanentError):
+            error.in_connection(self.config.conn_id)
+        return error
+
+    async def _exchange(self, request: HttpRequest, *, timeout: float | None = None) -> HttpResponse:
+        """One round trip; any HTTP status comes back as a response, transport failures raise."""
         url = self.config.base_url + request.path
         described = f"{request.method} {url}"
         try:
@@ -120,12 +137,13 @@ class JobServiceClient:
         except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
             reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
             raise TransientError(f"{described}: {reason}") from exc
-        if 200 <= response.status < 300:
-            return response
-        error = self.dialect.error_for(response, job_id=job_id)
-        if isinstance(error, PermanentError):
-            error.in_connection(self.config.conn_id)
-        raise error
+        return response
+
+    async def _follow(self, answer: Any) -> Any:
+        """Send the follow-up requests a dialect's answer asks for, until there is a plain answer."""
+        while isinstance(answer, FollowUp):
+            answer = answer.parse(await self.send(answer.request, job_id=answer.job_id))
+        return answer
 
     # -- the generic operations ------------------------------------------------------------
     async def submit(
@@ -138,7 +156,16 @@ class JobServiceClient:
         timeout_s: float | None = None,
     ) -> Job:
         request = self.dialect.submit(job_type, params, idempotency_key=idempotency_key, meta=meta, timeout_s=timeout_s)
-        return self.dialect.parse_job(await self.send(request))
+        response = await self._exchange(request)
+        if 200 <= response.status < 300:
+            job: Job = await self._follow(self.dialect.parse_submit(response))
+            return job
+        existing = self.dialect.reattach(response, idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise self._error_for(response)
+        log.info("A job with idempotency key %s already exists; reattaching to it", idempotency_key)
+        job = await self._follow(existing)
+        return job
 
     async def get_job(self, job_id: str, *, wait_s: float | None = None, seen: int | None = None) -> Job:
         request = self.dialect.get(job_id, wait_s=wait_s, seen=seen)
@@ -146,16 +173,36 @@ class JobServiceClient:
         return self.dialect.parse_job(await self.send(request, job_id=job_id, timeout=timeout))
 
     async def get_jobs(self, job_ids: Sequence[str]) -> tuple[list[Job], list[str]]:
-        """Look up many jobs, in batches the dialect allows; returns (found, missing ids)."""
+        """Look up many jobs, in batches the dialect allows; returns (found, missing ids).
+
+        Without a batch call in the dialect, the jobs are looked up one by one, at most
+        ``LOOKUP_CONCURRENCY`` at a time.
+        """
         found: list[Job] = []
         missing: list[str] = []
         unique = list(dict.fromkeys(job_ids))
+        if not self.dialect.supports_batch_lookup:
+            return await self._get_jobs_singly(unique)
         for start in range(0, len(unique), self.dialect.max_batch):
             chunk = unique[start : start + self.dialect.max_batch]
-            jobs, absent = self.dialect.parse_many(await self.send(self.dialect.get_many(chunk)))
+            jobs, absent = self.dialect.parse_many(await self.send(self.dialect.get_many(chunk)), chunk)
             found.extend(jobs)
             missing.extend(absent)
         return found, missing
+
+    async def _get_jobs_singly(self, job_ids: Sequence[str]) -> tuple[list[Job], list[str]]:
+        limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)
+
+        async def one(job_id: str) -> Job | None:
+            async with limit:
+                try:
+                    return await self.get_job(job_id)
+                except JobNotFoundError:
+                    return None
+
+        jobs = await asyncio.gather(*(one(job_id) for job_id in job_ids))
+        missing = [job_id for job_id, job in zip(job_ids, jobs, strict=True) if job is None]
+        return [job for job in jobs if job is not None], missing
 
     async def list_jobs(
         self,
@@ -175,6 +222,8 @@ class JobServiceClient:
             )
             page = self.dialect.parse_page(await self.send(request))
             for job in page.jobs:
+                if not self.dialect.supports_list_filters and not job_matches(job, status, job_type, created_after):
+                    continue
                 yield job
                 yielded += 1
                 if limit and yielded >= limit:
@@ -184,13 +233,28 @@ class JobServiceClient:
             cursor = page.next_cursor
 
     async def cancel_job(self, job_id: str) -> Job:
-        return self.dialect.parse_job(await self.send(self.dialect.cancel(job_id), job_id=job_id))
+        response = await self.send(self.dialect.cancel(job_id), job_id=job_id)
+        job: Job = await self._follow(self.dialect.parse_cancel(response, job_id))
+        return job
 
     async def get_result(self, job_id: str) -> Any:
-        return self.dialect.parse_result(await self.send(self.dialect.result(job_id), job_id=job_id))
+        response = await self.send(self.dialect.result(job_id), job_id=job_id)
+        return await self._follow(self.dialect.parse_result(response, job_id))
 
     async def get_logs(self, job_id: str, offset: int = 0) -> LogChunk:
-        return self.dialect.parse_logs(await self.send(self.dialect.logs(job_id, offset), job_id=job_id))
+        """Log text from byte ``offset``; the same contract whatever the service offers.
+
+        A service without logs reads as an empty, complete log. A service that only returns
+        the whole log (Ray) gets its offsets emulated here; its status is read first, so a
+        log fetched after a terminal status is known to be complete.
+        """
+        if not self.dialect.supports_logs:
+            return LogChunk("", offset, offset, True)
+        if self.dialect.supports_log_offsets:
+            return self.dialect.parse_logs(await self.send(self.dialect.logs(job_id, offset), job_id=job_id))
+        ended = (await self.get_job(job_id)).status in TERMINAL
+        whole = self.dialect.parse_logs(await self.send(self.dialect.logs(job_id, 0), job_id=job_id))
+        return slice_log(whole.data, offset, complete=ended)
 
     async def health(self) -> dict[str, Any]:
         return self.dialect.parse_health(await self.send(self.dialect.health()))

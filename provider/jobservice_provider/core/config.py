@@ -17,11 +17,12 @@ from jobservice_provider.core.errors import ConfigurationError
 DEFAULT_REQUEST_TIMEOUT = 30.0
 DEFAULT_POLL_INTERVAL = 10.0
 DEFAULT_TRANSIENT_ERROR_BUDGET = 600.0
-DIALECTS = ("native",)
+DIALECTS = ("native", "ray", "declarative")
 
 # extra key -> (python type(s) accepted, description); the single list of allowed extras.
 KNOWN_EXTRAS: dict[str, tuple[tuple[type, ...], str]] = {
     "dialect": ((str,), "how to speak to the service; one of " + ", ".join(DIALECTS)),
+    "dialect_options": ((dict, str), "the dialect's configuration object (the declarative dialect's spec); see docs/dialects.md"),
     "verify_tls": ((bool,), "verify the server's TLS certificate"),
     "request_timeout": ((int, float), "seconds before one HTTP request is abandoned"),
     "poll_interval": ((int, float), "default seconds between status checks"),
@@ -39,6 +40,8 @@ class ServiceConfig:
     base_url: str
     token: str | None = dataclasses.field(default=None, repr=False)
     dialect: str = "native"
+    # Canonical JSON text (sorted keys), so the config stays frozen and hashable.
+    dialect_options: str = ""
     verify_tls: bool = True
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     poll_interval: float = DEFAULT_POLL_INTERVAL
@@ -90,7 +93,28 @@ class ServiceConfig:
             if any(k.lower() == "authorization" for k in headers):
                 raise ConfigurationError(f"{where}: put the token in the password field, not in extra_headers")
             kwargs["extra_headers"] = tuple(sorted(headers.items()))
+        kwargs["dialect_options"] = _dialect_options(kwargs.get("dialect", "native"), kwargs.get("dialect_options"), where)
         return cls(base_url=base_url, token=password or None, conn_id=conn_id, **kwargs)
+
+
+def _dialect_options(dialect: str, options: dict[str, Any] | str | None, where: str) -> str:
+    """Validate the dialect with its options now, so a bad spec fails when the connection is read."""
+    if isinstance(options, str):
+        try:
+            options = json.loads(options)
+        except ValueError as exc:
+            raise ConfigurationError(f"{where}: extra 'dialect_options' is not valid JSON ({exc})") from None
+        if not isinstance(options, dict):
+            raise ConfigurationError(f"{where}: extra 'dialect_options' must be a JSON object")
+    # Imported here: get_provider_info() reads this module, and Airflow calls it in every CLI command.
+    from jobservice_provider.core.dialects import get_dialect
+
+    text = json.dumps(options, sort_keys=True) if options else ""
+    try:
+        get_dialect(dialect, text)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{where}: extra 'dialect_options' (dialect {dialect!r}): {exc.message}") from None
+    return text
 
 
 def _parse_extra(extra: Mapping[str, Any] | str | None, where: str) -> dict[str, Any]:

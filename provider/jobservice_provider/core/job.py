@@ -158,7 +158,7 @@ def _opt_time(value: Any, name: str) -> pendulum.DateTime | None:
     try:
         # The C ISO parser is ten times faster than pendulum.parse, which matters when a
         # triggerer parses thousands of records a minute; pendulum.parse takes the rest.
-        parsed = datetime.fromisoformat(value)
+        parsed: object = datetime.fromisoformat(value)
     except (TypeError, ValueError):
         try:
             parsed = pendulum.parse(value)

@@ -26,9 +26,11 @@ from jobservice_provider.core.sessions import shared_session
 
 log = logging.getLogger(__name__)
 
-# Checks due within this many seconds are sent together; at worst a check is answered this
-# much early, never late. Small against any sensible poll interval.
+# A check is answered within ±(COALESCE_WINDOW / 2) of when it is due, so that checks
+# falling due close together share one request; and within ±SLACK_FRACTION of its own
+# delay, so a wait that polls faster than the window keeps its pace.
 COALESCE_WINDOW = 0.5
+SLACK_FRACTION = 0.1
 # Batch requests in flight at once per service.
 MAX_CONCURRENT_REQUESTS = 4
 # Pause for the whole service after a transient failure without Retry-After.
@@ -37,8 +39,9 @@ TRANSIENT_PAUSE = 1.0
 
 @dataclasses.dataclass(order=True)
 class _Check:
-    due: float
+    latest: float  # the last moment the check may be answered
     seq: int
+    not_before: float = dataclasses.field(compare=False)  # the first moment it may be
     job_id: str = dataclasses.field(compare=False)
     answer: asyncio.Future[Job] = dataclasses.field(compare=False)
 
@@ -67,10 +70,13 @@ class Watcher:
         self._task = asyncio.create_task(self._run(), name=f"jobservice watcher {self.config.base_url}")
 
     async def lookup(self, job_id: str, delay: float) -> Job:
-        """The record of ``job_id`` as of about ``delay`` seconds from now (never earlier
-        than ``delay - window``)."""
+        """The record of ``job_id`` as of ``delay`` seconds from now, give or take the
+        smaller of half the coalescing window and a tenth of ``delay``."""
         answer: asyncio.Future[Job] = self._loop.create_future()
-        check = _Check(self._loop.time() + max(0.0, delay), next(self._seq), job_id, answer)
+        delay = max(0.0, delay)
+        due = self._loop.time() + delay
+        slack = min(self.window / 2, delay * SLACK_FRACTION)
+        check = _Check(due + slack, next(self._seq), due - slack, job_id, answer)
         heapq.heappush(self._checks, check)
         if self._checks[0] is check:
             self._changed.set()  # the new check is the earliest: re-plan the next tick
@@ -92,13 +98,15 @@ class Watcher:
                 self._changed.clear()
                 await self._changed.wait()
                 continue
-            wake_at = max(self._checks[0].due - self.window, self._paused_until)
+            # Wait as long as the most urgent check allows, then answer every check whose
+            # slack has begun: that is what makes one request serve many waits.
+            wake_at = max(self._checks[0].latest, self._paused_until)
             if wake_at > self._loop.time():
                 self._changed.clear()
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), wake_at - self._loop.time())
                 continue
-            due = self._take_due(self._loop.time() + self.window)
+            due = self._take_due(self._loop.time())
             for start in range(0, len(due), self.client.dialect.max_batch):
                 batch = asyncio.create_task(self._answer(due[start : start + self.client.dialect.max_batch]))
                 self._batches.add(batch)
@@ -109,13 +117,11 @@ class Watcher:
         while self._checks and self._checks[0].answer.done():
             heapq.heappop(self._checks)
 
-    def _take_due(self, horizon: float) -> list[_Check]:
-        due: list[_Check] = []
-        while self._checks and self._checks[0].due <= horizon:
-            check = heapq.heappop(self._checks)
-            if not check.answer.done():
-                due.append(check)
-        return due
+    def _take_due(self, now: float) -> list[_Check]:
+        due = [check for check in self._checks if check.not_before <= now and not check.answer.done()]
+        self._checks = [check for check in self._checks if check.not_before > now and not check.answer.done()]
+        heapq.heapify(self._checks)
+        return sorted(due)
 
     async def _answer(self, checks: list[_Check]) -> None:
         ids = list(dict.fromkeys(check.job_id for check in checks))

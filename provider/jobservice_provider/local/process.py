@@ -77,7 +77,8 @@ class LocalServiceProcess:
 
     def command(self) -> list[str]:
         """The command line that starts the service."""
-        auth = ["--token", self.token] if self.token is not None else ["--no-auth"]
+        # --token=VALUE: a token starting with "-" must not read as an option
+        auth = [f"--token={self.token}"] if self.token is not None else ["--no-auth"]
         return [
             sys.executable,
             "-m",

@@ -2,72 +2,39 @@
 
 from __future__ import annotations
 
-import dataclasses
-import email.utils
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
 
+from jobservice_provider.core.dialects.base import (
+    TRANSIENT_STATUSES,
+    Dialect,
+    LogChunk,
+    Page,
+    classify_error,
+    escape_path_value,
+    parse_retry_after,
+)
 from jobservice_provider.core.errors import (
-    AuthenticationError,
-    ConflictError,
+    ConfigurationError,
     InvalidRequestError,
-    JobNotFoundError,
     JobServiceError,
     MalformedResponseError,
-    PermanentError,
-    TransientError,
     body_excerpt,
 )
 from jobservice_provider.core.http import HttpRequest, HttpResponse
 from jobservice_provider.core.job import Job
+from jobservice_provider.core.status import JobStatus
+
+__all__ = ["MAX_BATCH", "TRANSIENT_STATUSES", "LogChunk", "NativeDialect", "Page", "parse_retry_after"]
 
 MAX_BATCH = 100
-TRANSIENT_STATUSES = frozenset({408, 425, 429}) | frozenset(range(500, 600))
-
-
-@dataclasses.dataclass(frozen=True)
-class Page:
-    """One page of a job listing."""
-
-    jobs: list[Job]
-    next_cursor: str | None
-
-
-@dataclasses.dataclass(frozen=True)
-class LogChunk:
-    """Log text from ``offset`` up to ``next_offset``; ``complete`` once the job ended and all was read."""
-
-    data: str
-    offset: int
-    next_offset: int
-    complete: bool
 
 
 def _job_path(job_id: str, suffix: str = "") -> str:
-    if not isinstance(job_id, str) or not job_id:
-        raise InvalidRequestError(f"job id must be a non-empty string, got {job_id!r}")
-    return f"/v1/jobs/{quote(job_id, safe='')}{suffix}"
+    return f"/v1/jobs/{escape_path_value(job_id)}{suffix}"
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds from now (delta-seconds or an HTTP-date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-class NativeDialect:
+class NativeDialect(Dialect):
     """Speaks the provider's own v1 API."""
 
     name = "native"
@@ -75,8 +42,18 @@ class NativeDialect:
     supports_long_poll = True
     supports_idempotent_submit = True
     supports_logs = True
+    supports_log_offsets = True
     supports_progress = True
+    supports_list_filters = True
     max_batch = MAX_BATCH
+    # Job.from_json maps the native spelling (case-insensitively) with this same table.
+    status_map: Mapping[str, JobStatus] = {status.value: status for status in JobStatus}
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> NativeDialect:
+        if options:
+            raise ConfigurationError(f"the native dialect takes no dialect_options (got {', '.join(map(repr, options))})")
+        return cls()
 
     # -- requests ---------------------------------------------------------------------------
     def submit(
@@ -143,7 +120,7 @@ class NativeDialect:
     def parse_job(self, response: HttpResponse) -> Job:
         return Job.from_json(response.json(), body=response.body)
 
-    def parse_many(self, response: HttpResponse) -> tuple[list[Job], list[str]]:
+    def parse_many(self, response: HttpResponse, job_ids: Sequence[str] = ()) -> tuple[list[Job], list[str]]:
         data = response.json_object()
         jobs, missing = data.get("jobs"), data.get("missing", [])
         if not isinstance(jobs, list) or not isinstance(missing, list):
@@ -157,7 +134,7 @@ class NativeDialect:
             raise MalformedResponseError(f"job listing: expected 'jobs' list and 'next_cursor': {body_excerpt(response.body)}")
         return Page([Job.from_json(j, body=response.body) for j in jobs], cursor)
 
-    def parse_result(self, response: HttpResponse) -> Any:
+    def parse_result(self, response: HttpResponse, job_id: str = "") -> Any:
         data = response.json_object()
         if "result" not in data:
             raise MalformedResponseError(f"job result: no 'result' member: {body_excerpt(response.body)}")
@@ -180,7 +157,6 @@ class NativeDialect:
 
     def error_for(self, response: HttpResponse, *, job_id: str | None = None) -> JobServiceError:
         """The error a non-2xx response stands for, classified by status code."""
-        status = response.status
         problem: dict[str, Any] = {}
         if response.headers.get("content-type", "").split(";")[0].strip() in ("application/problem+json", "application/json"):
             try:
@@ -189,16 +165,4 @@ class NativeDialect:
             except MalformedResponseError:
                 problem = {}
         detail = problem.get("detail") or problem.get("title") or body_excerpt(response.body) or response.reason
-        where = f"{response.url}: " if response.url else ""
-        message = f"{where}HTTP {status}: {detail}"
-        if status in TRANSIENT_STATUSES:
-            return TransientError(message, status=status, retry_after=parse_retry_after(response.headers.get("retry-after")))
-        if status in (401, 403):
-            return AuthenticationError(message, status=status, problem=problem)
-        if status == 404 and job_id is not None:
-            return JobNotFoundError(job_id, f"Job {job_id} not found: {message}", problem=problem)
-        if status == 409:
-            return ConflictError(message, status=status, problem=problem)
-        if status in (400, 413, 422):
-            return InvalidRequestError(message, status=status, problem=problem)
-        return PermanentError(message, status=status, problem=problem)
+        return classify_error(response, detail, job_id=job_id, problem=problem)

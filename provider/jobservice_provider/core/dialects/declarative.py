@@ -1,0 +1,784 @@
+"""A dialect described entirely by data: the connection's ``dialect_options``.
+
+Per operation: a method, a path template, optional query/header/body templates, and
+JMESPath expressions that pick the job record, the id, the result or the log text
+out of the response. The job record is read with one set of JMESPath expressions
+(id, status, progress, error, result, times), and a status map turns the service's
+status values into ours. JMESPath is evaluated by a pure library, so "done when
+field X equals Y" is safe to evaluate in the triggerer. The spec is validated once,
+when the connection is read; every error names the field. Format: docs/dialects.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import jmespath
+import jmespath.exceptions
+import pendulum
+
+from jobservice_provider.core.dialects.base import (
+    Dialect,
+    FollowUp,
+    LogChunk,
+    Page,
+    classify_error,
+    last_json_line,
+    text_error_detail,
+)
+from jobservice_provider.core.errors import (
+    ConfigurationError,
+    InvalidRequestError,
+    JobServiceError,
+    MalformedResponseError,
+    body_excerpt,
+)
+from jobservice_provider.core.http import HttpRequest, HttpResponse
+from jobservice_provider.core.job import Job, Progress, RemoteError
+from jobservice_provider.core.status import FAILURE, JobStatus
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+# Per operation: the template variables it may use, and its own keys besides method/path/query/headers/body.
+OPERATIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "submit": (frozenset({"job_type", "params", "idempotency_key", "meta", "timeout_s"}), frozenset({"job", "id", "duplicate"})),
+    "get": (frozenset({"job_id"}), frozenset({"job"})),
+    "get_many": (frozenset({"job_ids"}), frozenset({"jobs", "max_batch"})),
+    "list": (frozenset({"limit", "cursor"}), frozenset({"jobs", "next_cursor"})),
+    "cancel": (frozenset({"job_id"}), frozenset({"job", "id"})),
+    "result": (frozenset({"job_id"}), frozenset({"result", "parse"})),
+    "logs": (frozenset({"job_id", "offset"}), frozenset({"text", "next_offset", "complete"})),
+    "health": (frozenset(), frozenset({"version"})),
+}
+REQUIRED_OPERATIONS = ("submit", "get")
+RECORD_FIELDS = (
+    "id",
+    "status",
+    "type",
+    "key",
+    "version",
+    "progress",
+    "error",
+    "result",
+    "meta",
+    "created_at",
+    "started_at",
+    "updated_at",
+    "finished_at",
+    "time_unit",
+)
+CAPABILITIES = ("batch_lookup", "long_poll", "idempotent_submit", "logs", "log_offsets", "progress")
+TOP_LEVEL = ("name", "operations", "record", "status_map", "capabilities", "error_message")
+RESULT_PARSERS = ("json", "json_last_line")
+
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_-]+)*)\}")
+
+
+class SpecError(ConfigurationError):
+    """An invalid declarative spec; ``field`` is the dotted path of the bad member."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+# -- templates ----------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Template:
+    """A string with ``{name}`` / ``{name.key}`` placeholders (``{{`` and ``}}`` are literal braces).
+
+    A string that is exactly one placeholder renders to the value itself (an object stays
+    an object in a JSON body); otherwise values are interpolated as text.
+    """
+
+    source: str
+    parts: tuple[str | tuple[str, ...], ...]
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(part[0] for part in self.parts if isinstance(part, tuple))
+
+    @property
+    def whole(self) -> tuple[str, ...] | None:
+        return self.parts[0] if len(self.parts) == 1 and isinstance(self.parts[0], tuple) else None
+
+    def render(self, values: Mapping[str, Any], escape: bool = False) -> Any:
+        whole = self.whole
+        if whole is not None and not escape:
+            return _lookup(values, whole)
+        out: list[str] = []
+        for part in self.parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            value = _lookup(values, part)
+            if escape:
+                if value is None or value == "":
+                    raise InvalidRequestError(f"path placeholder {{{'.'.join(part)}}} is empty")
+                out.append(quote(_text(value), safe=""))
+            else:
+                out.append("" if value is None else _text(value))
+        return "".join(out)
+
+
+@functools.lru_cache(maxsize=1024)
+def compile_template(source: str) -> Template:
+    """Parse a template; raises ``ValueError`` for a stray brace."""
+    parts: list[str | tuple[str, ...]] = []
+    position = 0
+    for match in _PLACEHOLDER.finditer(source):
+        literal = source[position : match.start()]
+        if "{" in literal or "}" in literal:
+            raise ValueError(f"stray brace in {source!r} (write {{{{ or }}}} for a literal brace)")
+        if literal:
+            parts.append(literal)
+        token = match.group(0)
+        if token in ("{{", "}}"):
+            parts.append(token[0])
+        else:
+            parts.append((match.group(1), *[p for p in match.group(2).split(".") if p]))
+        position = match.end()
+    tail = source[position:]
+    if "{" in tail or "}" in tail:
+        raise ValueError(f"stray brace in {source!r} (write {{{{ or }}}} for a literal brace)")
+    if tail:
+        parts.append(tail)
+    return Template(source, tuple(parts))
+
+
+def _lookup(values: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = values.get(path[0])
+    for key in path[1:]:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def render_json(template: Any, values: Mapping[str, Any]) -> Any:
+    """A JSON body template rendered; object members that render to null are left out."""
+    if isinstance(template, str):
+        return compile_template(template).render(values)
+    if isinstance(template, list):
+        return [render_json(item, values) for item in template]
+    if isinstance(template, dict):
+        rendered = {key: render_json(item, values) for key, item in template.items()}
+        return {key: item for key, item in rendered.items() if item is not None}
+    return template
+
+
+def _json_strings(template: Any) -> list[str]:
+    if isinstance(template, str):
+        return [template]
+    if isinstance(template, list):
+        return [s for item in template for s in _json_strings(item)]
+    if isinstance(template, dict):
+        return [s for item in template.values() for s in _json_strings(item)]
+    return []
+
+
+# -- the validated spec ---------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Operation:
+    name: str
+    method: str
+    path: str
+    query: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    body: Any = None
+    exprs: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # compiled JMESPath by key
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # other validated keys
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Every template variable this operation uses."""
+        sources = [self.path, *(v for _, v in self.query), *(v for _, v in self.headers), *_json_strings(self.body)]
+        return frozenset(name for source in sources for name in compile_template(source).names)
+
+    def request(self, values: Mapping[str, Any], *, idempotent: bool = True) -> HttpRequest:
+        path = compile_template(self.path).render(values, escape=True)
+        params: list[tuple[str, str]] = []
+        for name, source in self.query:
+            value = compile_template(source).render(values)
+            for item in value if isinstance(value, list) else [value]:
+                if item is not None:
+                    params.append((name, _text(item)))
+        headers = []
+        for name, source in self.headers:
+            value = compile_template(source).render(values)
+            if value is not None and value != "":
+                headers.append((name, _text(value)))
+        body = render_json(self.body, values) if self.body is not None else None
+        return HttpRequest(self.method, path, params=tuple(params), json=body, headers=tuple(headers), idempotent=idempotent)
+
+    def search(self, key: str, data: Any) -> Any:
+        return _search(self.exprs[key], data, f"operations.{self.name}.{key}")
+
+
+def _search(expression: Any, data: Any, field: str) -> Any:
+    try:
+        return expression.search(data)
+    except jmespath.exceptions.JMESPathError as exc:
+        raise MalformedResponseError(f"declarative dialect: {field} failed on the response: {exc}") from exc
+
+
+def _compile_jmespath(value: Any, field: str) -> Any:
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(field, "must be a JMESPath expression (a non-empty string)")
+    try:
+        return jmespath.compile(value)
+    except jmespath.exceptions.JMESPathError as exc:
+        raise SpecError(field, f"invalid JMESPath {value!r}: {exc}") from None
+
+
+def _object(value: Any, field: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise SpecError(field, f"must be an object, got {type(value).__name__}")
+    return value
+
+
+def _only(value: Mapping[str, Any], allowed: Sequence[str], field: str) -> None:
+    unknown = [k for k in value if k not in allowed]
+    if unknown:
+        where = f"{field}.{unknown[0]}" if field else str(unknown[0])
+        raise SpecError(where, f"unknown key; allowed: {', '.join(allowed)}")
+
+
+def _template(value: Any, field: str, allowed: frozenset[str]) -> str:
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    elif isinstance(value, int | float):
+        value = str(value)
+    if not isinstance(value, str):
+        raise SpecError(field, f"must be a string template, got {type(value).__name__}")
+    try:
+        names = compile_template(value).names
+    except ValueError as exc:
+        raise SpecError(field, str(exc)) from None
+    unknown = sorted(names - allowed)
+    if unknown:
+        known = ", ".join(sorted(allowed)) or "none"
+        raise SpecError(field, f"unknown placeholder {{{unknown[0]}}}; this operation has: {known}")
+    return value
+
+
+def _operation(name: str, spec: Any, field: str) -> Operation:
+    spec = _object(spec, field)
+    variables, own = OPERATIONS[name]
+    _only(spec, ("method", "path", "query", "headers", "body", *sorted(own)), field)
+    method = spec.get("method", "POST" if name in ("submit", "cancel") else "GET")
+    if not isinstance(method, str) or method.upper() not in METHODS:
+        raise SpecError(f"{field}.method", f"must be one of {', '.join(METHODS)}, got {method!r}")
+    method = method.upper()
+    path = _template(spec.get("path"), f"{field}.path", variables) if "path" in spec else None
+    if path is None or not path.startswith("/"):
+        raise SpecError(f"{field}.path", "is required and must start with '/' (it is appended to the connection's base URL)")
+    query = tuple(
+        (str(k), _template(v, f"{field}.query.{k}", variables))
+        for k, v in _object(spec.get("query", {}), f"{field}.query").items()
+    )
+    headers = tuple(
+        (str(k), _template(v, f"{field}.headers.{k}", variables))
+        for k, v in _object(spec.get("headers", {}), f"{field}.headers").items()
+    )
+    if any(k.lower() == "authorization" for k, _ in headers):
+        raise SpecError(f"{field}.headers", "put the token in the connection's password field, not in a header")
+    body = spec.get("body")
+    if body is not None:
+        if method == "GET":
+            raise SpecError(f"{field}.body", "a GET request has no body")
+        for source in _json_strings(body):
+            _template(source, f"{field}.body", variables)
+    exprs: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key in sorted(own):
+        if key not in spec:
+            continue
+        value = spec[key]
+        where = f"{field}.{key}"
+        if key == "duplicate":
+            extra[key] = _duplicate(value, where)
+        elif key == "max_batch":
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+                raise SpecError(where, f"must be an integer from 1 to 1000, got {value!r}")
+            extra[key] = value
+        elif key == "parse":
+            if value not in RESULT_PARSERS:
+                raise SpecError(where, f"must be one of {', '.join(RESULT_PARSERS)}, got {value!r}")
+            extra[key] = value
+        else:
+            exprs[key] = _compile_jmespath(value, where)
+    operation = Operation(name, method, path, query, headers, body, exprs, extra)
+    _check_operation(operation, field)
+    return operation
+
+
+def _duplicate(value: Any, field: str) -> dict[str, Any]:
+    value = _object(value, field)
+    _only(value, ("status", "body_contains", "id"), field)
+    statuses = value.get("status")
+    if (
+        not isinstance(statuses, list)
+        or not statuses
+        or not all(isinstance(s, int) and not isinstance(s, bool) and 400 <= s <= 599 for s in statuses)
+    ):
+        raise SpecError(f"{field}.status", "must be a non-empty list of HTTP error statuses (400-599)")
+    contains = value.get("body_contains")
+    if contains is not None and (not isinstance(contains, str) or not contains):
+        raise SpecError(f"{field}.body_contains", "must be a non-empty string")
+    if "id" not in value:
+        raise SpecError(f"{field}.id", "is required: the template of the existing job's id, e.g. '{idempotency_key}'")
+    return {
+        "status": frozenset(statuses),
+        "body_contains": contains,
+        "id": _template(value["id"], f"{field}.id", frozenset({"idempotency_key"})),
+    }
+
+
+def _check_operation(operation: Operation, field: str) -> None:
+    names, exprs = operation.names, operation.exprs
+    match operation.name:
+        case "submit":
+            if "job" in exprs and "id" in exprs:
+                raise SpecError(f"{field}.id", "give 'job' (the record in the response) or 'id' (then it is fetched), not both")
+        case "get" | "cancel" if "job_id" not in names:
+            raise SpecError(f"{field}.path", "must use {job_id}")
+        case "cancel" if "job" in exprs and "id" in exprs:
+            raise SpecError(f"{field}.id", "give 'job' or 'id', not both")
+        case "get_many":
+            if "job_ids" not in names:
+                raise SpecError(f"{field}.query", "must use {job_ids} (a list: one query parameter per id)")
+            if "jobs" not in exprs:
+                raise SpecError(f"{field}.jobs", "is required: JMESPath to the list of job records")
+        case "list" if "jobs" not in exprs:
+            raise SpecError(f"{field}.jobs", "is required: JMESPath to the list of job records")
+        case "result" | "logs" if "job_id" not in names:
+            raise SpecError(f"{field}.path", "must use {job_id}")
+    if operation.name == "logs":
+        if "text" not in exprs:
+            raise SpecError(f"{field}.text", "is required: JMESPath to the log text")
+        offsets = "next_offset" in exprs
+        if offsets != ("complete" in exprs):
+            raise SpecError(f"{field}.complete" if offsets else f"{field}.next_offset", "next_offset and complete go together")
+        if offsets != ("offset" in names):
+            raise SpecError(
+                f"{field}.query",
+                "an offset-based log must send {offset}" if offsets else "{offset} needs next_offset and complete",
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class DeclarativeSpec:
+    name: str
+    operations: Mapping[str, Operation]
+    record: Mapping[str, Any]  # field -> compiled JMESPath, or a mapping of them (progress, error)
+    time_unit: str
+    status_map: Mapping[str, JobStatus]
+    capabilities: Mapping[str, bool]
+    error_message: Any
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any]) -> DeclarativeSpec:
+        options = _object(options, "dialect_options")
+        if not options:
+            raise SpecError("operations", "the declarative dialect needs its spec in dialect_options (see docs/dialects.md)")
+        _only(options, TOP_LEVEL, "")
+        name = options.get("name", "declarative job API")
+        if not isinstance(name, str):
+            raise SpecError("name", "must be a string")
+        raw_ops = _object(options.get("operations"), "operations")
+        _only(raw_ops, tuple(OPERATIONS), "operations")
+        for required in REQUIRED_OPERATIONS:
+            if required not in raw_ops:
+                raise SpecError(f"operations.{required}", "is required")
+        operations = {op: _operation(op, spec, f"operations.{op}") for op, spec in raw_ops.items()}
+        record, time_unit = _record(options.get("record"))
+        status_map = _status_map(options.get("status_map"))
+        capabilities = _capabilities(options.get("capabilities", {}), operations, record)
+        error_message = _compile_jmespath(options["error_message"], "error_message") if "error_message" in options else None
+        return cls(name, operations, record, time_unit, status_map, capabilities, error_message)
+
+
+def _record(value: Any) -> tuple[dict[str, Any], str]:
+    if value is None:
+        raise SpecError("record", "is required: JMESPath expressions for at least id and status")
+    value = _object(value, "record")
+    _only(value, RECORD_FIELDS, "record")
+    for required in ("id", "status"):
+        if required not in value:
+            raise SpecError(f"record.{required}", "is required")
+    time_unit = value.get("time_unit", "s")
+    if time_unit not in ("s", "ms"):
+        raise SpecError("record.time_unit", f"must be 's' or 'ms' (for numeric times), got {time_unit!r}")
+    compiled: dict[str, Any] = {}
+    for key, expr in value.items():
+        if key == "time_unit":
+            continue
+        if key in ("progress", "error") and isinstance(expr, Mapping):
+            allowed = ("completed", "total", "message") if key == "progress" else ("type", "message")
+            _only(expr, allowed, f"record.{key}")
+            compiled[key] = {k: _compile_jmespath(v, f"record.{key}.{k}") for k, v in expr.items()}
+        elif key == "progress":
+            raise SpecError("record.progress", "must be an object of JMESPath expressions: completed, total, message")
+        else:
+            compiled[key] = _compile_jmespath(expr, f"record.{key}")
+    return compiled, time_unit
+
+
+def _status_map(value: Any) -> dict[str, JobStatus]:
+    if value is None:
+        raise SpecError(
+            "status_map", "is required: the service's status values -> QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLING, CANCELLED"
+        )
+    value = _object(value, "status_map")
+    if not value:
+        raise SpecError("status_map", "is empty")
+    mapped: dict[str, JobStatus] = {}
+    for raw, ours in value.items():
+        try:
+            mapped[str(raw)] = JobStatus(str(ours).upper())
+        except ValueError:
+            raise SpecError(f"status_map.{raw}", f"{ours!r} is not one of {', '.join(s.value for s in JobStatus)}") from None
+    if JobStatus.SUCCEEDED not in mapped.values():
+        raise SpecError("status_map", "maps nothing to SUCCEEDED, so no job could ever succeed")
+    return mapped
+
+
+def _capabilities(value: Any, operations: Mapping[str, Operation], record: Mapping[str, Any]) -> dict[str, bool]:
+    value = _object(value, "capabilities")
+    _only(value, CAPABILITIES, "capabilities")
+    logs = operations.get("logs")
+    possible = {
+        "batch_lookup": ("get_many" in operations, "needs operations.get_many"),
+        "long_poll": (False, "is not available with the declarative dialect"),
+        "idempotent_submit": (
+            "idempotency_key" in operations["submit"].names,
+            "needs operations.submit to send {idempotency_key}",
+        ),
+        "logs": (logs is not None, "needs operations.logs"),
+        "log_offsets": (logs is not None and "next_offset" in logs.exprs, "needs operations.logs with next_offset"),
+        "progress": ("progress" in record, "needs record.progress"),
+    }
+    flags: dict[str, bool] = {}
+    for name, (available, why) in possible.items():
+        wanted = value.get(name, available)
+        if not isinstance(wanted, bool):
+            raise SpecError(f"capabilities.{name}", f"must be true or false, got {wanted!r}")
+        if wanted and not available:
+            raise SpecError(f"capabilities.{name}", why)
+        flags[name] = wanted
+    if flags["log_offsets"] and not flags["logs"]:
+        raise SpecError("capabilities.log_offsets", "needs capabilities.logs")
+    return flags
+
+
+def _status_key(value: Any) -> str:
+    # Status map keys are strings; a computed status (e.g. "state == 'done'") may be a boolean or number.
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+# -- the dialect ----------------------------------------------------------------------------------
+class DeclarativeDialect(Dialect):
+    """Speaks whatever API its spec describes."""
+
+    name = "declarative"
+
+    def __init__(self, spec: DeclarativeSpec) -> None:
+        self.spec = spec
+        self.status_map = spec.status_map
+        caps = spec.capabilities
+        self.supports_batch_lookup = caps["batch_lookup"]
+        self.supports_long_poll = caps["long_poll"]
+        self.supports_idempotent_submit = caps["idempotent_submit"]
+        self.supports_logs = caps["logs"]
+        self.supports_log_offsets = caps["log_offsets"]
+        self.supports_progress = caps["progress"]
+        self.supports_list_filters = False
+        get_many = spec.operations.get("get_many")
+        self.max_batch = get_many.extra.get("max_batch", 100) if get_many else 100
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> DeclarativeDialect:
+        return cls(DeclarativeSpec.parse(options))
+
+    def _op(self, name: str) -> Operation:
+        operation = self.spec.operations.get(name)
+        if operation is None:
+            raise InvalidRequestError(f"declarative dialect: the spec has no operations.{name}")
+        return operation
+
+    # -- records ----------------------------------------------------------------------------
+    def _field(self, name: str, data: Any) -> Any:
+        return _search(self.spec.record[name], data, f"record.{name}") if name in self.spec.record else None
+
+    def job_from_record(self, record: Any, *, body: bytes | None = None) -> Job:
+        """Read one job record with the spec's ``record`` expressions."""
+        excerpt = body_excerpt(body) if body is not None else body_excerpt(repr(record))
+        try:
+            if not isinstance(record, Mapping):
+                raise ValueError("the selected job record is not an object")
+            job_id = self._field("id", record)
+            if isinstance(job_id, int | float) and not isinstance(job_id, bool):
+                job_id = _text(job_id)
+            if not isinstance(job_id, str) or not job_id:
+                raise ValueError(f"record.id gave {job_id!r}, not a non-empty string")
+            raw_status = _status_key(self._field("status", record))
+            status = self.map_status(raw_status)
+            error = None
+            # Services often keep a human message in the same field in every state; it is an
+            # error only once the job has failed or been cancelled.
+            if status in FAILURE and "error" in self.spec.record:
+                error = self._error(record, raw_status)
+            meta = self._field("meta", record) or {}
+            if not isinstance(meta, Mapping):
+                raise ValueError("record.meta must give an object")
+            version = self._field("version", record)
+            if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+                raise ValueError(f"record.version must give an integer, got {version!r}")
+            job_type, key = self._field("type", record), self._field("key", record)
+            return Job(
+                id=job_id,
+                status=status,
+                raw_status=raw_status,
+                type=None if job_type is None else _text(job_type),
+                key=None if key is None else _text(key),
+                version=version,
+                progress=self._progress(record),
+                error=error,
+                created_at=self._time("created_at", record),
+                started_at=self._time("started_at", record),
+                updated_at=self._time("updated_at", record),
+                finished_at=self._time("finished_at", record),
+                meta=dict(meta),
+            )
+        except (ValueError, TypeError) as exc:
+            raise MalformedResponseError(f"Malformed job record ({exc}): {excerpt}") from exc
+
+    def _error(self, record: Any, raw_status: str) -> RemoteError | None:
+        spec = self.spec.record["error"]
+        if isinstance(spec, Mapping):
+            kind = _search(spec["type"], record, "record.error.type") if "type" in spec else None
+            message = _search(spec["message"], record, "record.error.message") if "message" in spec else None
+        else:
+            kind, message = None, _search(spec, record, "record.error")
+        if kind is None and message is None:
+            return None
+        return RemoteError(type=raw_status if kind is None else _text(kind), message="" if message is None else _text(message))
+
+    def _progress(self, record: Any) -> Progress | None:
+        spec = self.spec.record.get("progress")
+        if not spec:
+            return None
+        values = {key: _search(expr, record, f"record.progress.{key}") for key, expr in spec.items()}
+        for key in ("completed", "total"):
+            value = values.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise ValueError(f"record.progress.{key} must give a number, got {value!r}")
+        if all(v is None for v in values.values()):
+            return None
+        message = values.get("message")
+        return Progress(
+            completed=values.get("completed") or 0,
+            total=values.get("total"),
+            message=None if message is None else _text(message),
+        )
+
+    def _time(self, name: str, record: Any) -> pendulum.DateTime | None:
+        value = self._field(name, record)
+        if value is None:
+            return None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return pendulum.from_timestamp(value / (1000 if self.spec.time_unit == "ms" else 1), tz="UTC")
+        try:
+            parsed = pendulum.parse(str(value))
+        except Exception as exc:
+            raise ValueError(f"record.{name} is not a timestamp: {value!r}") from exc
+        if not isinstance(parsed, pendulum.DateTime):
+            raise ValueError(f"record.{name} is not a date-time: {value!r}")
+        return parsed
+
+    def _job_in(self, operation: Operation, key: str, response: HttpResponse) -> Job:
+        data = response.json()
+        record = operation.search(key, data) if key in operation.exprs else data
+        return self.job_from_record(record, body=response.body)
+
+    def _fetch(self, job_id: Any, field: str, response: HttpResponse) -> FollowUp[Job]:
+        if isinstance(job_id, int | float) and not isinstance(job_id, bool):
+            job_id = _text(job_id)
+        if not isinstance(job_id, str) or not job_id:
+            raise MalformedResponseError(
+                f"declarative dialect: {field} gave {job_id!r}, not a job id: {body_excerpt(response.body)}"
+            )
+        return FollowUp(self.get(job_id), self.parse_job, job_id)
+
+    # -- submit -----------------------------------------------------------------------------
+    def submit(
+        self,
+        job_type: str,
+        params: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        meta: dict[str, Any] | None = None,
+        timeout_s: float | None = None,
+    ) -> HttpRequest:
+        values = {
+            "job_type": job_type,
+            "params": params or {},
+            "idempotency_key": idempotency_key,
+            "meta": meta or None,
+            "timeout_s": timeout_s,
+        }
+        return self._op("submit").request(values, idempotent=bool(idempotency_key) and self.supports_idempotent_submit)
+
+    def parse_submit(self, response: HttpResponse) -> Job | FollowUp[Job]:
+        operation = self._op("submit")
+        if "id" in operation.exprs:
+            return self._fetch(operation.search("id", response.json()), "operations.submit.id", response)
+        return self._job_in(operation, "job", response)
+
+    def reattach(self, response: HttpResponse, idempotency_key: str) -> FollowUp[Job] | None:
+        duplicate = self._op("submit").extra.get("duplicate")
+        if not duplicate or response.status not in duplicate["status"]:
+            return None
+        contains = duplicate["body_contains"]
+        if contains is not None and contains.encode() not in response.body:
+            return None
+        job_id = compile_template(duplicate["id"]).render({"idempotency_key": idempotency_key})
+        return FollowUp(self.get(_text(job_id)), self.parse_job, _text(job_id))
+
+    # -- lookups ----------------------------------------------------------------------------
+    def get(self, job_id: str, *, wait_s: float | None = None, seen: int | None = None) -> HttpRequest:
+        return self._op("get").request({"job_id": job_id})
+
+    def parse_job(self, response: HttpResponse) -> Job:
+        return self._job_in(self._op("get"), "job", response)
+
+    def get_many(self, job_ids: Sequence[str]) -> HttpRequest:
+        if not 0 < len(job_ids) <= self.max_batch:
+            raise InvalidRequestError(f"a batch lookup takes 1 to {self.max_batch} job ids, got {len(job_ids)}")
+        return self._op("get_many").request({"job_ids": list(job_ids)})
+
+    def parse_many(self, response: HttpResponse, job_ids: Sequence[str] = ()) -> tuple[list[Job], list[str]]:
+        jobs = self._records(self._op("get_many"), response)
+        found = {job.id for job in jobs}
+        return jobs, [job_id for job_id in job_ids if job_id not in found]
+
+    def _records(self, operation: Operation, response: HttpResponse) -> list[Job]:
+        records = operation.search("jobs", response.json())
+        if not isinstance(records, list):
+            raise MalformedResponseError(
+                f"declarative dialect: operations.{operation.name}.jobs gave no list: {body_excerpt(response.body)}"
+            )
+        return [self.job_from_record(record, body=response.body) for record in records]
+
+    def list_jobs(
+        self,
+        *,
+        status: Sequence[str] | None = None,
+        job_type: str | None = None,
+        created_after: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> HttpRequest:
+        return self._op("list").request({"limit": limit, "cursor": cursor})
+
+    def parse_page(self, response: HttpResponse) -> Page:
+        operation = self._op("list")
+        cursor = operation.search("next_cursor", response.json()) if "next_cursor" in operation.exprs else None
+        return Page(self._records(operation, response), None if cursor in (None, "") else _text(cursor))
+
+    # -- cancel, result, logs, health -------------------------------------------------------
+    def cancel(self, job_id: str) -> HttpRequest:
+        return self._op("cancel").request({"job_id": job_id})
+
+    def parse_cancel(self, response: HttpResponse, job_id: str) -> Job | FollowUp[Job]:
+        operation = self._op("cancel")
+        if "job" in operation.exprs:
+            return self._job_in(operation, "job", response)
+        if "id" in operation.exprs:
+            return self._fetch(operation.search("id", response.json()), "operations.cancel.id", response)
+        return FollowUp(self.get(job_id), self.parse_job, job_id)
+
+    def result(self, job_id: str) -> HttpRequest:
+        if "result" in self.spec.operations:
+            return self._op("result").request({"job_id": job_id})
+        return self.get(job_id)
+
+    def parse_result(self, response: HttpResponse, job_id: str = "") -> Any:
+        operation = self.spec.operations.get("result")
+        if operation is None:
+            record = self._op("get")
+            data = response.json()
+            data = record.search("job", data) if "job" in record.exprs else data
+            return self._field("result", data) if "result" in self.spec.record else data
+        value = operation.search("result", response.json()) if "result" in operation.exprs else response.json()
+        match operation.extra.get("parse"):
+            case "json":
+                if not isinstance(value, str):
+                    raise MalformedResponseError(f"Job {job_id}: operations.result.result gave no JSON text to parse")
+                try:
+                    return json.loads(value)
+                except ValueError:
+                    raise MalformedResponseError(f"Job {job_id}: the result is not JSON: {body_excerpt(value)}") from None
+            case "json_last_line":
+                if not isinstance(value, str):
+                    raise MalformedResponseError(f"Job {job_id}: operations.result.result gave no text to read a line from")
+                return last_json_line(value, f"Job {job_id}")
+        return value
+
+    def logs(self, job_id: str, offset: int = 0) -> HttpRequest:
+        return self._op("logs").request({"job_id": job_id, "offset": offset})
+
+    def parse_logs(self, response: HttpResponse) -> LogChunk:
+        operation = self._op("logs")
+        data = response.json()
+        text = operation.search("text", data)
+        text = "" if text is None else _text(text)
+        size = len(text.encode())
+        if "next_offset" not in operation.exprs:
+            return LogChunk(text, 0, size, False)
+        next_offset, complete = operation.search("next_offset", data), operation.search("complete", data)
+        if isinstance(next_offset, bool) or not isinstance(next_offset, int):
+            raise MalformedResponseError(f"operations.logs.next_offset gave {next_offset!r}, not an integer")
+        return LogChunk(text, max(0, next_offset - size), next_offset, bool(complete))
+
+    def health(self) -> HttpRequest:
+        if "health" in self.spec.operations:
+            return self._op("health").request({})
+        if "list" in self.spec.operations:
+            return self.list_jobs(limit=1)
+        raise ConfigurationError("declarative dialect: the spec has neither operations.health nor operations.list to test with")
+
+    def parse_health(self, response: HttpResponse) -> dict[str, Any]:
+        operation = self.spec.operations.get("health")
+        version = "?"
+        if operation is not None and "version" in operation.exprs:
+            found = operation.search("version", response.json())
+            version = "?" if found is None else _text(found)
+        return {"service": self.spec.name, "version": version, "api": "declarative"}
+
+    def error_for(self, response: HttpResponse, *, job_id: str | None = None) -> JobServiceError:
+        detail = ""
+        problem: dict[str, Any] = {}
+        try:
+            data = json.loads(response.body)
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            problem = data
+            found = _search(self.spec.error_message, data, "error_message") if self.spec.error_message else None
+            if found is None:
+                found = next((data[k] for k in ("detail", "title", "message", "error") if isinstance(data.get(k), str)), None)
+            detail = "" if found is None else body_excerpt(_text(found))
+        if not detail:
+            detail = text_error_detail(response.body) or response.reason
+        return classify_error(response, detail, job_id=job_id, problem=problem)

@@ -1,0 +1,358 @@
+"""The Ray Jobs REST API (Ray 2.x dashboard, ``/api/jobs/``), as pure request builders and parsers.
+
+Behaviour verified against Ray 2.60 (see docs/dialects.md):
+
+- The idempotency key becomes the ``submission_id``. Ray answers a duplicate with
+  HTTP 500 and a text/plain traceback ending in "already exists"; that means
+  "reattach", so the existing job is fetched instead.
+- ``POST /api/jobs/`` and ``POST …/stop`` do not return a job record; the job is
+  fetched after them.
+- Error bodies are text/plain tracebacks; times are epoch milliseconds.
+- There is no result endpoint and no log offset: results come from the job record
+  or the last log line, and offsets are emulated by the client over the whole log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pendulum
+
+from jobservice_provider.core.dialects.base import (
+    Dialect,
+    FollowUp,
+    LogChunk,
+    Page,
+    classify_error,
+    escape_path_value,
+    last_json_line,
+    text_error_detail,
+)
+from jobservice_provider.core.errors import (
+    ConfigurationError,
+    ConflictError,
+    InvalidRequestError,
+    JobServiceError,
+    MalformedResponseError,
+    body_excerpt,
+)
+from jobservice_provider.core.http import HttpRequest, HttpResponse
+from jobservice_provider.core.job import Job, RemoteError
+from jobservice_provider.core.status import JobStatus
+
+STATUS_MAP: Mapping[str, JobStatus] = {
+    "PENDING": JobStatus.QUEUED,
+    "RUNNING": JobStatus.RUNNING,
+    "STOPPED": JobStatus.CANCELLED,
+    "SUCCEEDED": JobStatus.SUCCEEDED,
+    "FAILED": JobStatus.FAILED,
+}
+# Submit fields of Ray's JobSubmitRequest that a job's params may set as they are.
+RAY_OPTIONS = (
+    "runtime_env",
+    "entrypoint_num_cpus",
+    "entrypoint_num_gpus",
+    "entrypoint_memory",
+    "entrypoint_resources",
+    "entrypoint_label_selector",
+)
+# Our bookkeeping in Ray's metadata (str -> str), hidden from Job.meta.
+META_PREFIX = "jobservice."
+TYPE_KEY = META_PREFIX + "type"
+RESULT_KEY = META_PREFIX + "result"
+RESULT_FROM_LOG = "last_json_line"
+# Characters Ray takes in a submission_id: it becomes a file name (job-driver-<id>.log),
+# so "/" breaks the job; others are kept readable and made unique by a hash suffix.
+_UNSAFE_ID = re.compile(r"[^A-Za-z0-9_.:+=@-]")
+MAX_SUBMISSION_ID = 180
+# The local service's built-in job types, run on Ray the same way (see docs/dialects.md).
+_SLEEP_PROGRAM = """\
+import json, sys, time
+spec = json.loads({spec!r})
+steps = spec["steps"]
+for step in range(1, steps + 1):
+    time.sleep(spec["seconds"] / steps)
+    print(f"step {{step}}/{{steps}}", flush=True)
+if spec["fail"]:
+    print(spec["fail"], file=sys.stderr, flush=True)
+    sys.exit(1)
+print(json.dumps(spec["result"]), flush=True)
+"""
+_PYTHON_PROGRAM = """\
+import importlib, json
+spec = json.loads({spec!r})
+module, _, name = spec["callable"].partition(":")
+target = importlib.import_module(module)
+for part in name.split("."):
+    target = getattr(target, part)
+print(json.dumps(target(*spec["args"], **spec["kwargs"])), flush=True)
+"""
+
+
+def submission_id_for(key: str) -> str:
+    """A Ray-safe ``submission_id`` for an idempotency key; the same key always gives the same id."""
+    safe = _UNSAFE_ID.sub("_", key)
+    if safe == key and len(key) <= MAX_SUBMISSION_ID:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return f"{safe[: MAX_SUBMISSION_ID - 17]}-{digest}"
+
+
+def _ms_time(value: Any, name: str) -> pendulum.DateTime | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"'{name}' must be epoch milliseconds, got {value!r}")
+    return pendulum.from_timestamp(value / 1000, tz="UTC")
+
+
+def _metadata(meta: Mapping[str, Any] | None) -> dict[str, str]:
+    # Ray's metadata is str -> str: other values travel as JSON text.
+    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in (meta or {}).items()}
+
+
+def _bad(message: str) -> InvalidRequestError:
+    return InvalidRequestError(f"ray dialect: {message}")
+
+
+class RayDialect(Dialect):
+    """Speaks the Ray Jobs REST API of a Ray head's dashboard."""
+
+    name = "ray"
+    supports_batch_lookup = False  # GET /api/jobs/ lists every job ever run, unpaged
+    supports_long_poll = False
+    supports_idempotent_submit = True
+    supports_logs = True
+    supports_log_offsets = False
+    supports_progress = False
+    supports_list_filters = False
+    status_map = STATUS_MAP
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> RayDialect:
+        if options:
+            raise ConfigurationError(f"the ray dialect takes no dialect_options (got {', '.join(map(repr, options))})")
+        return cls()
+
+    # -- submit -----------------------------------------------------------------------------
+    def submit(
+        self,
+        job_type: str,
+        params: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        meta: dict[str, Any] | None = None,
+        timeout_s: float | None = None,
+    ) -> HttpRequest:
+        if timeout_s is not None:
+            raise _bad(
+                "timeout_s cannot be enforced (Ray Jobs has no run-time limit); "
+                "use the task's execution_timeout, which cancels the job when it fires"
+            )
+        params = dict(params or {})
+        options = {key: params.pop(key) for key in RAY_OPTIONS if key in params}
+        metadata = _metadata(meta)
+        if any(key.startswith(META_PREFIX) for key in metadata):
+            raise _bad(f"meta keys starting with {META_PREFIX!r} are reserved")
+        metadata[TYPE_KEY] = job_type
+        if params.pop("result_from_logs", False) is True:
+            metadata[RESULT_KEY] = RESULT_FROM_LOG
+        if "entrypoint" in params:
+            entrypoint = params.pop("entrypoint")
+            if not isinstance(entrypoint, str) or not entrypoint.strip():
+                raise _bad("param 'entrypoint' must be a non-empty shell command string")
+        elif job_type == "command":
+            entrypoint = self._command(params, options)
+        elif job_type == "python":
+            entrypoint = self._python(params)
+            metadata[RESULT_KEY] = RESULT_FROM_LOG
+        elif job_type == "sleep":
+            entrypoint = self._sleep(params)
+            metadata[RESULT_KEY] = RESULT_FROM_LOG
+        else:
+            raise _bad(
+                f"job type {job_type!r} needs param 'entrypoint' (the shell command Ray runs); "
+                "without it the job type must be 'command', 'python' or 'sleep'"
+            )
+        if params:
+            allowed = ", ".join(("entrypoint", "result_from_logs", *RAY_OPTIONS))
+            raise _bad(f"unknown param(s) {', '.join(sorted(params))} for job type {job_type!r}; Ray takes {allowed}")
+        body: dict[str, Any] = {"entrypoint": entrypoint, "metadata": metadata, **options}
+        if idempotency_key:
+            body["submission_id"] = submission_id_for(idempotency_key)
+        return HttpRequest("POST", "/api/jobs/", json=body, idempotent=bool(idempotency_key))
+
+    @staticmethod
+    def _command(params: dict[str, Any], options: dict[str, Any]) -> str:
+        argv = params.pop("argv", None)
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) and a for a in argv):
+            raise _bad("param 'argv' must be a non-empty list of strings (shell strings go in 'entrypoint')")
+        command = shlex.join(argv)
+        cwd = params.pop("cwd", None)
+        if cwd is not None:
+            if not isinstance(cwd, str) or not cwd:
+                raise _bad("param 'cwd' must be a directory path")
+            command = f"cd {shlex.quote(cwd)} && {command}"
+        env = params.pop("env", None)
+        if env is not None:
+            if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+                raise _bad("param 'env' must be an object of strings")
+            runtime_env = dict(options.get("runtime_env") or {})
+            runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **env}
+            options["runtime_env"] = runtime_env
+        return command
+
+    @staticmethod
+    def _python(params: dict[str, Any]) -> str:
+        target = params.pop("callable", None)
+        if not isinstance(target, str) or ":" not in target:
+            raise _bad("param 'callable' must be a string 'package.module:function'")
+        args, kwargs = params.pop("args", []), params.pop("kwargs", {})
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise _bad("params 'args' and 'kwargs' must be a list and an object")
+        spec = json.dumps({"callable": target, "args": args, "kwargs": kwargs})
+        return shlex.join(["python", "-c", _PYTHON_PROGRAM.format(spec=spec)])
+
+    @staticmethod
+    def _sleep(params: dict[str, Any]) -> str:
+        seconds, steps = params.pop("seconds", 1), params.pop("steps", 1)
+        fail, result = params.pop("fail", False), params.pop("result", None)
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            raise _bad("param 'seconds' must be a number >= 0")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise _bad("param 'steps' must be an integer >= 1")
+        if not isinstance(fail, bool | str):
+            raise _bad("param 'fail' must be a boolean or a string")
+        message = (fail if isinstance(fail, str) else "failed as asked") if fail else ""
+        spec = json.dumps(
+            {"seconds": seconds, "steps": steps, "fail": message, "result": {"slept": seconds} if result is None else result}
+        )
+        return shlex.join(["python", "-c", _SLEEP_PROGRAM.format(spec=spec)])
+
+    def parse_submit(self, response: HttpResponse) -> FollowUp[Job]:
+        data = response.json_object()
+        submission_id = data.get("submission_id")
+        if not isinstance(submission_id, str) or not submission_id:
+            raise MalformedResponseError(f"Ray submit: no 'submission_id' in {body_excerpt(response.body)}")
+        return FollowUp(self.get(submission_id), self.parse_job, submission_id)
+
+    def reattach(self, response: HttpResponse, idempotency_key: str) -> FollowUp[Job] | None:
+        if response.status in (400, 409, 500) and b"already exists" in response.body:
+            submission_id = submission_id_for(idempotency_key)
+            return FollowUp(self.get(submission_id), self.parse_job, submission_id)
+        return None
+
+    # -- lookups ----------------------------------------------------------------------------
+    def get(self, job_id: str, *, wait_s: float | None = None, seen: int | None = None) -> HttpRequest:
+        return HttpRequest("GET", f"/api/jobs/{escape_path_value(job_id)}")
+
+    def parse_job(self, response: HttpResponse) -> Job:
+        return self.job_from_json(response.json(), body=response.body)
+
+    def job_from_json(self, data: Any, *, body: bytes | None = None) -> Job:
+        """One Ray ``JobDetails`` object as a :class:`Job`."""
+        try:
+            if not isinstance(data, Mapping):
+                raise ValueError("a Ray job must be a JSON object")
+            job_id, raw_status = data["submission_id"], data["status"]
+            if not isinstance(job_id, str) or not job_id:
+                raise ValueError("'submission_id' must be a non-empty string")
+            if not isinstance(raw_status, str):
+                raise ValueError("'status' must be a string")
+            metadata = data.get("metadata") or {}
+            if not isinstance(metadata, Mapping):
+                raise ValueError("'metadata' must be an object")
+            status = self.map_status(raw_status)
+            error = None
+            if status in (JobStatus.FAILED, JobStatus.CANCELLED):
+                error = RemoteError(type=str(data.get("error_type") or raw_status), message=str(data.get("message") or ""))
+            return Job(
+                id=job_id,
+                status=status,
+                raw_status=raw_status,
+                type=metadata.get(TYPE_KEY),
+                key=job_id,
+                error=error,
+                # Ray stamps start_time when the job is submitted, not when it starts running.
+                created_at=_ms_time(data.get("start_time"), "start_time"),
+                finished_at=_ms_time(data.get("end_time"), "end_time"),
+                meta={k: v for k, v in metadata.items() if not str(k).startswith(META_PREFIX)},
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            excerpt = body_excerpt(body) if body is not None else body_excerpt(repr(data))
+            raise MalformedResponseError(f"Malformed Ray job ({reason}): {excerpt}") from exc
+
+    def list_jobs(
+        self,
+        *,
+        status: Sequence[str] | None = None,
+        job_type: str | None = None,
+        created_after: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> HttpRequest:
+        return HttpRequest("GET", "/api/jobs/")
+
+    def parse_page(self, response: HttpResponse) -> Page:
+        data = response.json()
+        if not isinstance(data, list):
+            raise MalformedResponseError(f"Ray job listing: expected a JSON array: {body_excerpt(response.body)}")
+        # DRIVER entries (scripts that called ray.init() themselves) have no submission_id.
+        return Page(
+            [self.job_from_json(j, body=response.body) for j in data if isinstance(j, Mapping) and j.get("submission_id")], None
+        )
+
+    # -- cancel, result, logs, health -------------------------------------------------------
+    def cancel(self, job_id: str) -> HttpRequest:
+        return HttpRequest("POST", f"/api/jobs/{escape_path_value(job_id)}/stop")
+
+    def parse_cancel(self, response: HttpResponse, job_id: str) -> FollowUp[Job]:
+        # {"stopped": bool} only says whether a supervisor was alive; the job's status is the truth.
+        return FollowUp(self.get(job_id), self.parse_job, job_id)
+
+    def result(self, job_id: str) -> HttpRequest:
+        return self.get(job_id)
+
+    def parse_result(self, response: HttpResponse, job_id: str = "") -> Any:
+        data = response.json_object()
+        job = self.job_from_json(data, body=response.body)
+        if job.status is not JobStatus.SUCCEEDED:
+            raise ConflictError(f"Job {job.id} is {job.raw_status}; only a SUCCEEDED job has a result", status=409)
+        metadata = data.get("metadata") or {}
+        if metadata.get(RESULT_KEY) == RESULT_FROM_LOG:
+            return FollowUp(self.logs(job.id), lambda r: last_json_line(self.parse_logs(r).data, f"Job {job.id}"), job.id)
+        return {
+            "submission_id": job.id,
+            "status": job.raw_status,
+            "message": data.get("message"),
+            "driver_exit_code": data.get("driver_exit_code"),
+            "start_time": data.get("start_time"),
+            "end_time": data.get("end_time"),
+            "metadata": dict(job.meta),
+        }
+
+    def logs(self, job_id: str, offset: int = 0) -> HttpRequest:
+        return HttpRequest("GET", f"/api/jobs/{escape_path_value(job_id)}/logs")
+
+    def parse_logs(self, response: HttpResponse) -> LogChunk:
+        text = response.json_object().get("logs")
+        if not isinstance(text, str):
+            raise MalformedResponseError(f"Ray job logs: no 'logs' text in {body_excerpt(response.body)}")
+        return LogChunk(text, 0, len(text.encode()), False)
+
+    def health(self) -> HttpRequest:
+        return HttpRequest("GET", "/api/version")
+
+    def parse_health(self, response: HttpResponse) -> dict[str, Any]:
+        data = response.json_object()
+        return {"service": "Ray", "version": data.get("ray_version", "?"), "api": data.get("version", "?")}
+
+    def error_for(self, response: HttpResponse, *, job_id: str | None = None) -> JobServiceError:
+        detail = text_error_detail(response.body) or response.reason
+        return classify_error(response, detail, job_id=job_id)

@@ -1,0 +1,183 @@
+"""The provider against a real Ray head: the ray dialect and the declarative Ray spec pass the same tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowException, TaskDeferred
+from tests.conftest import REPO
+from tests.ray.conftest import RayHead, ray_conn_json
+from tests.support.airflow_context import make_context
+
+from jobservice_provider.core.errors import JobNotFoundError
+from jobservice_provider.core.job import Job
+from jobservice_provider.core.status import TERMINAL, JobStatus
+from jobservice_provider.hooks.jobservice import JobServiceHook
+from jobservice_provider.operators.jobservice import CancelJobOperator, SubmitAndWaitOperator
+from jobservice_provider.triggers.jobservice import JobStatusTrigger
+
+RUNNER = REPO / "scripts" / "dagtest_runner.py"
+PRINT_RESULT = "python -c \"import json; print('working'); print(json.dumps({'rows': 3}))\""
+FAIL = "python -c \"import sys; print('boom: bad row 17', file=sys.stderr); sys.exit(3)\""
+LONG = "python -c \"import time\nfor i in range(600): print('tick', i, flush=True); time.sleep(0.1)\""
+
+
+def run_trigger(trigger: JobStatusTrigger) -> dict[str, Any]:
+    """Drive the trigger as the triggerer does: rebuilt from its serialized form, first event."""
+    _, kwargs = trigger.serialize()
+
+    async def first_event() -> dict[str, Any]:
+        event = await anext(JobStatusTrigger(**kwargs).run())
+        return event.payload
+
+    return asyncio.run(first_event())
+
+
+def wait_until(hook: JobServiceHook, job_id: str, statuses: frozenset[JobStatus], timeout: float = 90) -> Job:
+    deadline = time.monotonic() + timeout
+    while (job := hook.get_job(job_id)).status not in statuses:
+        assert time.monotonic() < deadline, f"job {job_id} still {job.raw_status} after {timeout:g}s"
+        time.sleep(0.2)
+    return job
+
+
+def run_dag(dag_file: Path, conn: str) -> tuple[dict[str, Any], str]:
+    env = os.environ.copy()
+    env["AIRFLOW_CONN_JOBSERVICE_DEFAULT"] = conn
+    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dag_file.parent)  # dag.test() runs DAGs of the dags folder only
+    done = subprocess.run([sys.executable, str(RUNNER), str(dag_file)], capture_output=True, text=True, env=env, timeout=300)
+    output = done.stdout + done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("DAGTEST-RESULT ")]
+    assert lines, output[-4000:]
+    return json.loads(lines[-1].removeprefix("DAGTEST-RESULT ")), output
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_submit_and_wait_deferrable_dag(ray_conn: str, ray_head: RayHead) -> None:
+    summary, output = run_dag(Path(__file__).parent / "dags" / "ray_submit_and_wait.py", ray_conn_json(ray_head, ray_conn))
+    assert summary["state"] == "success", output[-4000:]
+    assert "running trigger in line" in output  # the deferrable path really ran the trigger
+    xcom = summary["xcom"]
+    assert xcom["compute"]["return_value"] == {"answer": 42}
+    assert xcom["report"]["return_value"] == "answer=42"
+    job_id = xcom["compute"]["job_id"]
+    assert job_id.startswith("airflow:ray_submit_and_wait:compute:")  # the idempotency key is the submission_id
+    assert f"[job {job_id}] crunching numbers" in output  # the remote log reached the task log
+    assert ray_head.api(f"/api/jobs/{job_id}")["status"] == "SUCCEEDED"
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_the_example_dag_runs_unchanged_on_ray(ray_head: RayHead) -> None:
+    """Only the connection differs from the e2e run against the local service (the ray dialect maps job type 'sleep')."""
+    summary, output = run_dag(REPO / "dags_examples" / "example_submit_and_wait.py", ray_conn_json(ray_head, "ray"))
+    assert summary["state"] == "success", output[-4000:]
+    assert summary["xcom"]["train_model"]["return_value"] == {"model": "churn-v2", "auc": 0.91}
+    assert summary["xcom"]["report"]["return_value"] == "model churn-v2 scored AUC 0.91"
+    assert "step 3/3" in output
+
+
+@pytest.mark.usefixtures("ray_conn")
+def test_hook_calls_and_log_offsets(ray_head: RayHead) -> None:
+    hook = JobServiceHook()
+    job = hook.submit("shell", {"entrypoint": PRINT_RESULT, "result_from_logs": True}, meta={"owner": "tests"})
+    assert job.status in (JobStatus.QUEUED, JobStatus.RUNNING) and job.meta.get("owner") == "tests"
+    done = wait_until(hook, job.id, TERMINAL)
+    assert done.status is JobStatus.SUCCEEDED and done.created_at is not None and done.finished_at is not None
+    assert done.finished_at >= done.created_at
+    assert hook.get_result(job.id) == {"rows": 3}
+
+    whole = hook.get_logs(job.id)
+    assert whole.offset == 0 and whole.complete and whole.next_offset == len(whole.data.encode())
+    assert whole.data.splitlines()[-2:] == ["working", '{"rows": 3}']
+    tail = hook.get_logs(job.id, whole.next_offset - len('{"rows": 3}\n'))
+    assert tail.data == '{"rows": 3}\n' and tail.next_offset == whole.next_offset
+    assert hook.get_logs(job.id, whole.next_offset).data == ""
+
+    found = hook.get_jobs([job.id])  # no batch call in either: single lookups
+    assert [j.id for j in found] == [job.id]
+    assert job.id in [j.id for j in hook.list_jobs(status=["SUCCEEDED"])]
+    ok, message = hook.test_connection()
+    assert ok and "2." in message, message
+
+
+@pytest.mark.usefixtures("ray_conn")
+def test_unknown_and_hostile_ids_are_not_found(ray_head: RayHead) -> None:
+    hook = JobServiceHook()
+    for job_id in ("raysubmit_doesnotexist", "../version", "a/b?c#d"):
+        with pytest.raises(JobNotFoundError, match="does not exist"):
+            hook.get_job(job_id)
+
+
+@pytest.mark.usefixtures("ray_conn")
+def test_failing_entrypoint_is_reported_with_rays_message(ray_head: RayHead) -> None:
+    op = SubmitAndWaitOperator(task_id="t", job_type="shell", job_params={"entrypoint": FAIL}, poll_interval=0.5, deferrable=True)
+    context = make_context()
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    event = run_trigger(deferred.value.trigger)
+    assert event["status"] == "failed" and event["job"]["status"] == "FAILED"
+    with pytest.raises(AirflowException) as info:
+        op.execute_complete(context, event)
+    message = str(info.value)
+    assert "JOB_ENTRYPOINT_COMMAND_ERROR" in message and "exit code 3" in message and "boom: bad row 17" in message
+
+
+@pytest.mark.usefixtures("ray_conn")
+def test_cancel_maps_stopped_to_cancelled(ray_head: RayHead) -> None:
+    hook = JobServiceHook()
+    job = hook.submit("shell", {"entrypoint": LONG})
+    wait_until(hook, job.id, frozenset({JobStatus.RUNNING}))
+    deadline = time.monotonic() + 60
+    while "tick 1" not in (running := hook.get_logs(job.id)).data:  # its output is visible while it runs
+        assert time.monotonic() < deadline, f"job {job.id} printed nothing in 60s: {running.data[-500:]}"
+        time.sleep(0.2)
+    assert not running.complete
+    record = CancelJobOperator(task_id="c", job_id=job.id).execute(make_context())
+    assert record["status"] == "CANCELLED"
+    stopped = hook.get_job(job.id)
+    assert stopped.raw_status == "STOPPED" and stopped.status is JobStatus.CANCELLED
+    assert stopped.error is not None and "stopped" in stopped.error.message.lower()
+    final = hook.get_logs(job.id, running.next_offset)
+    assert final.complete and final.offset == running.next_offset
+
+
+@pytest.mark.usefixtures("ray_conn")
+def test_a_retry_reattaches_through_the_submission_id(ray_head: RayHead) -> None:
+    first_try = make_context()
+    op = SubmitAndWaitOperator(
+        task_id="t",
+        job_type="shell",
+        job_params={"entrypoint": PRINT_RESULT, "result_from_logs": True},
+        poll_interval=0.5,
+        deferrable=True,
+    )
+    with pytest.raises(TaskDeferred):
+        op.execute(first_try)
+    job_id = first_try["ti"].xcom["job_id"]
+
+    # The task is retried (same run, next try) while the job runs: Ray answers the repeated
+    # submission_id with HTTP 500 "already exists", and the operator reattaches.
+    ti = first_try["ti"]
+    second_try = make_context(run_id=ti.run_id, try_number=2)
+    retry = SubmitAndWaitOperator(
+        task_id="t",
+        job_type="shell",
+        job_params={"entrypoint": PRINT_RESULT, "result_from_logs": True},
+        poll_interval=0.5,
+        deferrable=True,
+    )
+    try:
+        result = retry.execute(second_try)  # the job already ended: the operator finishes at once
+    except TaskDeferred as deferred:
+        result = retry.execute_complete(second_try, run_trigger(deferred.trigger))
+    assert second_try["ti"].xcom["job_id"] == job_id and result == {"rows": 3}
+    same = [j for j in ray_head.api("/api/jobs/") if j.get("submission_id") == job_id]
+    assert len(same) == 1, same

@@ -114,6 +114,7 @@ class SubmitAndWaitOperator(BaseOperator):
         self.log_tail_lines = log_tail_lines
         self.max_result_bytes = max_result_bytes
         self.job_id: str | None = None
+        self._job_cancelled = False
 
     @cached_property
     def hook(self) -> JobServiceHook:
@@ -215,6 +216,7 @@ class SubmitAndWaitOperator(BaseOperator):
             case Outcome.TIMEOUT.value:
                 if self.cancel_on_timeout:
                     cancel_for_task(self.hook, job_id, "execution_timeout was reached", self.log)
+                    self._job_cancelled = True  # Airflow calls on_kill after a task timeout, too
                 raise AirflowTaskTimeout(f"execution_timeout ({self.execution_timeout}) reached: {event['message']}")
         raise AirflowException(event["message"])
 
@@ -250,7 +252,7 @@ class SubmitAndWaitOperator(BaseOperator):
             self.log.info("[job %s] %s", job_id, line)
 
     def on_kill(self) -> None:
-        if self.job_id and self.cancel_on_kill:
+        if self.job_id and self.cancel_on_kill and not self._job_cancelled:
             cancel_for_task(self.hook, self.job_id, "the task was killed", self.log)
 
 

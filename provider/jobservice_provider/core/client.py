@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -189,6 +189,16 @@ class JobServiceClient:
             found.extend(jobs)
             missing.extend(absent)
         return found, missing
+
+    async def wait_for_any_change(self, seen: Mapping[str, int], wait_s: float) -> tuple[list[Job], list[str]]:
+        """Batch long-poll: the jobs once any differs from its ``seen`` version, or after ``wait_s``.
+
+        Only for dialects with ``supports_batch_long_poll``, and at most ``max_batch`` ids.
+        """
+        ids = list(seen)
+        request = self.dialect.get_many(ids, wait_s=wait_s, seen=[seen[j] for j in ids])
+        response = await self.send(request, timeout=self.config.request_timeout + wait_s)
+        return self.dialect.parse_many(response, ids)
 
     async def _get_jobs_singly(self, job_ids: Sequence[str]) -> tuple[list[Job], list[str]]:
         limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)

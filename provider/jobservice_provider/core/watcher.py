@@ -6,6 +6,10 @@ the watcher, which gathers every check that falls due within a short coalescing 
 and answers them with batch lookups (up to the dialect's batch size per request), on one
 connection pool. A transient failure is handed to every wait in the batch (each applies
 its own error budget) and pauses the whole service for the backoff or Retry-After.
+
+Where the dialect has a batch long-poll (the native API does), the watcher also keeps a few
+long-polls open over the jobs it has seen; a change answers that job's pending check at once,
+so completion is seen within about a second without polling faster.
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ SLACK_FRACTION = 0.1
 MAX_CONCURRENT_REQUESTS = 4
 # Pause for the whole service after a transient failure without Retry-After.
 TRANSIENT_PAUSE = 1.0
+# With a dialect that has a batch long-poll, up to this many requests (of up to max_batch jobs
+# each) stay open, each answering when one of its jobs changes or after LONG_POLL_SECONDS.
+LONG_POLL_SLOTS = 10
+LONG_POLL_SECONDS = 20.0
 
 
 @dataclasses.dataclass(order=True)
@@ -62,12 +70,19 @@ class Watcher:
         self._batches: set[asyncio.Task[None]] = set()
         self._resources = AsyncExitStack()
         self._task: asyncio.Task[None] | None = None
+        self._slots: list[asyncio.Task[None]] = []
+        self._pending: dict[str, list[_Check]] = {}  # job id -> its unanswered checks
+        self._versions: dict[str, int] = {}  # job id -> the version last answered
+        self._covered: set[str] = set()  # job ids in an open long-poll
+        self._watch_more = asyncio.Event()
 
     async def open(self) -> None:
         """Take the service's shared session and start watching."""
         session = await self._resources.enter_async_context(shared_session(self.config))
         self.client = JobServiceClient(self.config, session=session)
         self._task = asyncio.create_task(self._run(), name=f"jobservice watcher {self.config.base_url}")
+        if self.client.dialect.supports_batch_long_poll:
+            self._slots = [asyncio.create_task(self._long_poll_slot()) for _ in range(LONG_POLL_SLOTS)]
 
     async def lookup(self, job_id: str, delay: float) -> Job:
         """The record of ``job_id`` as of ``delay`` seconds from now, give or take the
@@ -78,12 +93,15 @@ class Watcher:
         slack = min(self.window / 2, delay * SLACK_FRACTION)
         check = _Check(due + slack, next(self._seq), due - slack, job_id, answer)
         heapq.heappush(self._checks, check)
+        self._pending.setdefault(job_id, []).append(check)
+        if job_id in self._versions and job_id not in self._covered:
+            self._watch_more.set()
         if self._checks[0] is check:
             self._changed.set()  # the new check is the earliest: re-plan the next tick
         return await answer  # a cancelled wait cancels its future; the watcher skips it
 
     async def close(self) -> None:
-        tasks = [*self._batches, *([self._task] if self._task else [])]
+        tasks = [*self._batches, *self._slots, *([self._task] if self._task else [])]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -144,11 +162,58 @@ class Watcher:
                 continue
             job = by_id.get(check.job_id)
             if job is not None:
-                check.answer.set_result(job)
+                self._deliver(check, job)
             elif check.job_id in absent:
                 check.answer.set_exception(JobNotFoundError(check.job_id, f"Job {check.job_id} not found"))
             else:
                 check.answer.set_exception(JobServiceError(f"Job {check.job_id}: the batch lookup did not mention it"))
+
+    def _deliver(self, check: _Check, job: Job) -> None:
+        check.answer.set_result(job)
+        if job.version is not None:
+            self._versions[job.id] = job.version
+        self._has_waiters(job.id)
+
+    def _has_waiters(self, job_id: str) -> bool:
+        waiting = [c for c in self._pending.get(job_id, ()) if not c.answer.done()]
+        if waiting:
+            self._pending[job_id] = waiting
+        else:
+            self._pending.pop(job_id, None)
+        return bool(waiting)
+
+    async def _long_poll_slot(self) -> None:
+        """Keep one long-poll open over jobs with pending checks that no other slot watches."""
+        while True:
+            seen: dict[str, int] = {}
+            for job_id in list(self._versions):
+                if not self._has_waiters(job_id):
+                    del self._versions[job_id]  # nobody waits on it any more
+                elif job_id not in self._covered:
+                    seen[job_id] = self._versions[job_id]
+                    if len(seen) == self.client.dialect.max_batch:
+                        break
+            if not seen:
+                self._watch_more.clear()
+                await self._watch_more.wait()
+                continue
+            self._covered.update(seen)
+            try:
+                jobs, _ = await self.client.wait_for_any_change(seen, LONG_POLL_SECONDS)
+            except TransientError as exc:
+                await asyncio.sleep(exc.retry_after if exc.retry_after is not None else TRANSIENT_PAUSE)
+                continue
+            except JobServiceError as exc:
+                log.warning("Long-poll of %d jobs failed (%s); relying on polling for a while", len(seen), exc)
+                await asyncio.sleep(LONG_POLL_SECONDS)
+                continue
+            finally:
+                self._covered.difference_update(seen)
+            for job in jobs:
+                if job.version is not None and job.version != seen.get(job.id):
+                    for check in self._pending.get(job.id, ()):
+                        if not check.answer.done():
+                            self._deliver(check, job)
 
     @staticmethod
     def _fail(checks: list[_Check], exc: JobServiceError) -> None:

@@ -84,6 +84,7 @@ class Dialect(abc.ABC):
     name: str = ""
     supports_batch_lookup: bool = False  # get_many exists
     supports_long_poll: bool = False  # get(wait_s=, seen=) blocks until the job changes
+    supports_batch_long_poll: bool = False  # get_many(wait_s=, seen=) blocks until any of the jobs changes
     supports_idempotent_submit: bool = False  # a repeated submit with the same key yields the same job
     supports_logs: bool = False  # logs exist at all
     supports_log_offsets: bool = False  # logs can be read from an offset (else the whole log every time)
@@ -122,7 +123,8 @@ class Dialect(abc.ABC):
     @abc.abstractmethod
     def parse_job(self, response: HttpResponse) -> Job: ...
 
-    def get_many(self, job_ids: Sequence[str]) -> HttpRequest:
+    def get_many(self, job_ids: Sequence[str], *, wait_s: float | None = None, seen: Sequence[int] = ()) -> HttpRequest:
+        """A batch lookup; with ``wait_s`` and one ``seen`` version per id, a batch long-poll."""
         raise NotImplementedError(f"the {self.name} dialect has no batch lookup")
 
     def parse_many(self, response: HttpResponse, job_ids: Sequence[str] = ()) -> tuple[list[Job], list[str]]:

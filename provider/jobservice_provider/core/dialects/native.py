@@ -40,6 +40,7 @@ class NativeDialect(Dialect):
     name = "native"
     supports_batch_lookup = True
     supports_long_poll = True
+    supports_batch_long_poll = True
     supports_idempotent_submit = True
     supports_logs = True
     supports_log_offsets = True
@@ -79,10 +80,15 @@ class NativeDialect(Dialect):
             params = (("wait_s", f"{wait_s:g}"), ("seen", str(seen)))
         return HttpRequest("GET", _job_path(job_id), params=params)
 
-    def get_many(self, job_ids: Sequence[str]) -> HttpRequest:
+    def get_many(self, job_ids: Sequence[str], *, wait_s: float | None = None, seen: Sequence[int] = ()) -> HttpRequest:
         if not 0 < len(job_ids) <= MAX_BATCH:
             raise InvalidRequestError(f"a batch lookup takes 1 to {MAX_BATCH} job ids, got {len(job_ids)}")
-        return HttpRequest("GET", "/v1/jobs", params=tuple(("id", j) for j in job_ids))
+        params = [("id", j) for j in job_ids]
+        if wait_s is not None:
+            if len(seen) != len(job_ids):
+                raise InvalidRequestError(f"a batch long-poll needs one seen version per id ({len(job_ids)}), got {len(seen)}")
+            params += [("wait_s", f"{wait_s:g}"), *(("seen", str(v)) for v in seen)]
+        return HttpRequest("GET", "/v1/jobs", params=tuple(params))
 
     def list_jobs(
         self,

@@ -1,0 +1,56 @@
+"""The shared watcher against the real local service: batched checks and long-poll."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from jobservice_provider.core.client import JobServiceClient
+from jobservice_provider.core.config import ServiceConfig
+from jobservice_provider.core.policy import PollPolicy
+from jobservice_provider.core.wait import Outcome, WaitSpec, wait_for_job
+from jobservice_provider.core.watcher import shared_watcher
+
+pytestmark = pytest.mark.integration
+
+
+def config_for(service: Any) -> ServiceConfig:
+    return ServiceConfig.from_connection_fields(conn_id="live", host=service.base_url, password=service.token)
+
+
+async def test_long_poll_sees_completion_long_before_the_next_poll(local_service: Any) -> None:
+    config = config_for(local_service)
+    async with JobServiceClient(config) as client:
+        job = await client.submit("sleep", {"seconds": 2})
+        async with shared_watcher(config) as watcher:
+            started = time.monotonic()
+            spec = WaitSpec(job_id=job.id, poll=PollPolicy(interval=60))
+            result = await wait_for_job(client, spec, check_now=True, lookup=watcher.lookup)
+            elapsed = time.monotonic() - started
+    assert result.outcome is Outcome.SUCCESS
+    assert elapsed < 4, elapsed  # polling alone would look again only after ~60 s
+
+
+async def test_many_waits_share_few_batch_requests(local_service: Any) -> None:
+    config = config_for(local_service)
+    async with JobServiceClient(config) as client:
+        jobs = [await client.submit("sleep", {"seconds": 3}) for _ in range(150)]
+        polls = 0
+
+        async with shared_watcher(config) as watcher:
+
+            async def counted(job_id: str, delay: float) -> Any:
+                nonlocal polls
+                polls += 1
+                return await watcher.lookup(job_id, delay)
+
+            spec = PollPolicy(interval=0.5)
+            results = await asyncio.gather(
+                *(wait_for_job(client, WaitSpec(job_id=j.id, poll=spec), lookup=counted) for j in jobs)
+            )
+            requests = watcher.requests_sent
+    assert [r.outcome for r in results] == [Outcome.SUCCESS] * 150
+    assert polls >= 150 * 4 and requests * 10 <= polls, (polls, requests)

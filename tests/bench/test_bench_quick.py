@@ -1,0 +1,135 @@
+"""The benchmark harness works end to end (``bench/run_all.py --quick``): not the performance targets.
+
+The figures themselves live in docs/benchmarks.md; here we only check that a run measures what it
+claims: every wait got exactly one event with the right payload, the simulator counted requests
+and connections, latency was computed against the real finish times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.bench, pytest.mark.timeout(240)]
+
+
+def _needs_http_provider() -> None:
+    pytest.importorskip(
+        "airflow.providers.http.triggers.http",
+        reason="the benchmark compares against apache-airflow-providers-http: uv pip install -e '.[test,bench]'",
+    )
+
+
+def _call(base: str, path: str, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Any:
+    request = urllib.request.Request(
+        base + path,
+        data=None if body is None else json.dumps(body).encode(),
+        method="GET" if body is None else "POST",
+        headers=headers or {},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def simulator() -> Iterator[str]:
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "simulator.py"), "--port", "0", "--token", "t0k"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("SIMULATOR LISTENING"), line
+        yield f"http://127.0.0.1:{int(line.split()[-1])}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+
+
+def test_simulator_speaks_native_http_and_batch(simulator: str) -> None:
+    from jobservice_provider.core.job import Job
+    from jobservice_provider.core.status import JobStatus
+
+    auth = {"Authorization": "Bearer t0k"}
+    ids = _call(simulator, "/_bench/setup", {"n": 2})["ids"]
+    _call(simulator, "/_bench/start", {"finish_min": 1.0, "finish_max": 1.5, "seed": 3})
+
+    running = Job.from_json(_call(simulator, f"/v1/jobs/{ids[0]}", headers=auth))
+    assert (running.status, running.version) == (JobStatus.RUNNING, 2)
+    batch = _call(simulator, f"/v1/jobs?id={ids[0]}&id={ids[1]}&id=j_unknown", headers=auth)
+    assert [Job.from_json(j).id for j in batch["jobs"]] == ids and batch["missing"] == ["j_unknown"]
+    with pytest.raises(urllib.error.HTTPError) as not_yet:
+        _call(simulator, f"/http/jobs/{ids[0]}")
+    assert not_yet.value.code == 404
+    described = _call(simulator, "/v1/describejobs", {"jobs": [ids[0]]})
+    assert [j["status"] for j in described["jobs"]] == ["RUNNING"]
+
+    # Long-poll: held until the job finishes (its only change), then the new version.
+    started = time.monotonic()
+    done = Job.from_json(_call(simulator, f"/v1/jobs/{ids[0]}?wait_s=10&seen=2", headers=auth))
+    assert (done.status, done.version) == (JobStatus.SUCCEEDED, 3)
+    assert time.monotonic() - started < 5
+    assert _call(simulator, f"/http/jobs/{ids[0]}") == {"status": "SUCCEEDED"}
+
+    stats = _call(simulator, "/_bench/stats")
+    assert stats["requests"] == {
+        "native_get": 1,
+        "native_batch": 1,
+        "native_batch_ids": 3,
+        "http": 2,
+        "batch_describe": 1,
+        "batch_describe_ids": 1,
+        "native_longpoll": 1,
+    }
+    # Every urllib call above is its own connection; the stats call itself is not counted.
+    assert stats["tcp_connections"] == 7
+    assert set(stats["finish"]) == set(ids)
+
+
+def test_quick_run_of_ours_and_http(tmp_path: Path) -> None:
+    _needs_http_provider()
+    results, plot = tmp_path / "quick.json", tmp_path / "quick.png"
+    proc = subprocess.run(
+        [sys.executable, "bench/run_all.py", "--quick", "--kinds", "ours", "http", f"--results={results}", f"--plot={plot}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=200,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(results.read_text())
+    by_kind = {r["kind"]: r for r in doc["results"]}
+    assert set(by_kind) == {"ours", "http"}
+    for kind, r in by_kind.items():
+        n = r["n"]
+        assert r["waits_exactly_one_event"] == n, (kind, r)
+        assert (r["waits_wrong_payload"], r["waits_errored"], r["timed_out"]) == (0, 0, 0), (kind, r)
+        assert r["events_per_wait_min"] == r["events_per_wait_max"] == 1
+        assert r["requests_total"] >= n and r["tcp_connections"] > 0, (kind, r)
+        assert r["cpu_seconds"] > 0 and r["wait_minutes"] > 0
+        # Latency is event time minus the simulator's finish time: never negative, bounded by the poll.
+        assert 0 <= r["latency_min"] <= r["latency_p50"] <= r["latency_p99"] <= r["latency_max"], (kind, r)
+        assert r["latency_max"] < 10 * r["interval"]
+        assert r["loop_lag_per_second"] and r["loop_max_lag"] >= 0
+        assert r["rss_peak_bytes"] >= r["rss_baseline_bytes"] > 0
+    http = by_kind["http"]
+    # HttpSensorTrigger opens a new ClientSession per poll: the counter must see about one connection per request.
+    assert http["tcp_connections"] >= 0.9 * http["requests_total"]
+    assert "| 20 | JobStatusTrigger (ours) |" in proc.stdout and "HttpSensorTrigger ÷ ours" in proc.stdout
+    assert plot.stat().st_size > 20_000

@@ -8,26 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 import aiohttp
 
-from jobservice_provider import __version__
 from jobservice_provider.core.config import ServiceConfig
 from jobservice_provider.core.dialects import Dialect, FollowUp, LogChunk, get_dialect, slice_log
 from jobservice_provider.core.dialects.base import job_matches
 from jobservice_provider.core.errors import ConfigurationError, JobNotFoundError, JobServiceError, PermanentError, TransientError
 from jobservice_provider.core.http import HttpRequest, HttpResponse
 from jobservice_provider.core.job import Job
+from jobservice_provider.core.sessions import new_session
 from jobservice_provider.core.status import TERMINAL
 
 log = logging.getLogger(__name__)
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
-USER_AGENT = f"airflow-provider-jobservice/{__version__}"
 # Single lookups in flight at once when a dialect has no batch call.
 LOOKUP_CONCURRENCY = 8
 
@@ -69,11 +67,7 @@ class JobServiceClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            ssl_option: ssl.SSLContext | bool = bool(self.config.verify_tls)
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._connection_limit, ssl=ssl_option),
-                headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-            )
+            self._session = new_session(self.config, self._connection_limit)
             self._owns_session = True
         return self._session
 

@@ -22,9 +22,12 @@ def test_marking_a_deferred_task_failed_cancels_its_job_within_one_poll_interval
     job_id = deployment.xcom(dag_id, run_id, "long", key="job_id")
     assert deployment.service_job(job_id)["status"] == "RUNNING"
 
-    # Airflow calls on_kill only on a trigger that a triggerer runs: wait until it polls.
+    # Airflow calls on_kill only on a trigger that a triggerer runs: wait until the trigger
+    # itself (not the worker, which logs the same words before deferring) has polled.
+    seen_by_trigger = f"[jobservice_provider.triggers.jobservice.JobStatusTrigger] Job {job_id}: RUNNING"
+
     def trigger_running() -> bool | None:
-        return True if f"Job {job_id}: RUNNING" in deployment.task_log(dag_id, run_id, "long") else None
+        return True if seen_by_trigger in deployment.task_log(dag_id, run_id, "long") else None
 
     poll("the trigger to run in the triggerer", trigger_running, timeout=60, interval=0.5, on_timeout=deployment.diagnostics)
     deployment.patch_ti_state(dag_id, run_id, "long", "failed")

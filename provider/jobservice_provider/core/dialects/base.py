@@ -16,13 +16,14 @@ import email.utils
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 from urllib.parse import quote
 
 import pendulum
 
 from jobservice_provider.core.errors import (
     AuthenticationError,
+    ConfigurationError,
     ConflictError,
     InvalidRequestError,
     JobNotFoundError,
@@ -93,6 +94,13 @@ class Dialect(abc.ABC):
     max_batch: int = 100
     # The service's status spelling -> ours; anything else is unknown (status None: keep waiting).
     status_map: Mapping[str, JobStatus] = {}
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Self:
+        """The dialect configured by the connection's ``dialect_options``; by default it takes none."""
+        if options:
+            raise ConfigurationError(f"the {cls.name} dialect takes no dialect_options (got {', '.join(map(repr, options))})")
+        return cls()
 
     def map_status(self, raw: str) -> JobStatus | None:
         return self.status_map.get(raw)

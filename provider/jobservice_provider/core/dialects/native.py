@@ -15,7 +15,6 @@ from jobservice_provider.core.dialects.base import (
     parse_retry_after,
 )
 from jobservice_provider.core.errors import (
-    ConfigurationError,
     InvalidRequestError,
     JobServiceError,
     MalformedResponseError,
@@ -49,12 +48,6 @@ class NativeDialect(Dialect):
     max_batch = MAX_BATCH
     # Job.from_json maps the native spelling (case-insensitively) with this same table.
     status_map: Mapping[str, JobStatus] = {status.value: status for status in JobStatus}
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> NativeDialect:
-        if options:
-            raise ConfigurationError(f"the native dialect takes no dialect_options (got {', '.join(map(repr, options))})")
-        return cls()
 
     # -- requests ---------------------------------------------------------------------------
     def submit(

@@ -34,7 +34,6 @@ from jobservice_provider.core.dialects.base import (
     text_error_detail,
 )
 from jobservice_provider.core.errors import (
-    ConfigurationError,
     ConflictError,
     InvalidRequestError,
     JobServiceError,
@@ -132,12 +131,6 @@ class RayDialect(Dialect):
     supports_progress = False
     supports_list_filters = False
     status_map = STATUS_MAP
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> RayDialect:
-        if options:
-            raise ConfigurationError(f"the ray dialect takes no dialect_options (got {', '.join(map(repr, options))})")
-        return cls()
 
     # -- submit -----------------------------------------------------------------------------
     def submit(

@@ -6,9 +6,10 @@ once it accepts connections on 127.0.0.1 and serves until SIGTERM/SIGINT.
 What it speaks, for the same set of jobs:
 
 - the provider's native v1 API (docs/openapi.yaml): ``GET /v1/jobs/{id}`` (with ``wait_s``/``seen``
-  long-poll), the batch lookup ``GET /v1/jobs?id=..&id=..`` (with one ``seen`` per ``id`` and
-  ``wait_s``: the batch long-poll) and ``GET /v1/health``. A job is RUNNING at version 2 until
-  its finish time, then SUCCEEDED at version 3: one change, when it finishes.
+  long-poll), the batch lookup ``GET /v1/jobs?id=..&id=..``, the watch ``POST /v1/watch``
+  (``{"seen": {id: version}, "wait_s": N}``, answered with only the jobs whose version differs
+  and the ids that do not exist, once there are any) and ``GET /v1/health``. A job is RUNNING at
+  version 2 until its finish time, then SUCCEEDED at version 3: one change, when it finishes.
 - ``GET /http/jobs/{id}`` for Airflow's ``HttpSensorTrigger``: 404 until the job is done, then 200.
 - ``POST /v1/describejobs``, the AWS Batch ``DescribeJobs`` call as aiobotocore sends it, for the
   amazon provider's ``BatchJobTrigger`` (waiter ``batch_job_complete``: ``jobs[].status``).
@@ -41,6 +42,7 @@ ACCOUNT = "123456789012"
 REGION = "us-east-1"
 WARM_ID = "j_" + "f" * 32
 MAX_BATCH = 100
+MAX_WATCH = 10_000
 MAX_WAIT_S = 60.0
 # A burst of thousands of new connections (HttpSensorTrigger opens one per poll) must not
 # overflow the accept queue: a dropped SYN is retried after 1 s and would show up as latency.
@@ -213,36 +215,18 @@ def make_app(sim: Simulation) -> web.Application:
     @routes.get("/v1/jobs")
     async def get_many(request: web.Request) -> web.Response:
         ids = request.query.getall("id", [])
-        seen = request.query.getall("seen", [])
-        long_poll = bool(seen)
-        kind = "native_batch_longpoll" if long_poll else "native_batch"
-        sim.counters[kind] += 1
-        sim.counters[f"{kind}_ids"] += len(ids)
+        sim.counters["native_batch"] += 1
+        sim.counters["native_batch_ids"] += len(ids)
         if not authorised(request):
             return _problem(401, "Unauthorized", "bad or missing token", "unauthorized")
         if not ids:
             return _problem(400, "Invalid request", "the simulator only serves batch lookups by id", "invalid-request")
+        if "seen" in request.query or "wait_s" in request.query:
+            # As in the real service: a client still sending the old batch long-poll must fail
+            # loudly, not get instant answers and spin.
+            return _problem(400, "Invalid request", "the batch lookup does not wait; use POST /v1/watch", "invalid-request")
         if len(ids) > MAX_BATCH:
             return _problem(400, "Too many ids", f"at most {MAX_BATCH} ids per lookup", "too-many-ids")
-        if long_poll:
-            # Batch long-poll: answer once any listed job's version differs from its `seen`.
-            try:
-                wait = min(float(request.query.get("wait_s", 0)), MAX_WAIT_S)
-                versions = [int(v) for v in seen]
-            except ValueError:
-                return _problem(400, "Invalid request", "wait_s and seen must be numbers", "invalid-request")
-            if len(versions) != len(ids):
-                return _problem(400, "Invalid request", "give one 'seen' version per 'id', in the same order", "invalid-request")
-            now = time.time()
-            pending = []
-            for jid, version in zip(ids, versions, strict=True):
-                found = sim.lookup(jid)
-                if found is not None:
-                    pending.append((3 if now >= found[1] else 2, version, found[1]))
-            if pending and all(current == version for current, version, _ in pending):
-                # Only unfinished jobs can still change, and only at their known finish time.
-                next_change = min((finish for current, _, finish in pending if current == 2), default=now + wait)
-                await asyncio.sleep(max(0.0, min(wait, next_change - now)))
         now = time.time()
         jobs, missing = [], []
         for jid in dict.fromkeys(ids):
@@ -251,6 +235,51 @@ def make_app(sim: Simulation) -> web.Application:
                 missing.append(jid)
             else:
                 jobs.append(sim.native_record(jid, found[1], now))
+        return web.json_response({"jobs": jobs, "missing": missing})
+
+    @routes.post("/v1/watch")
+    async def watch(request: web.Request) -> web.Response:
+        sim.counters["native_watch"] += 1
+        if not authorised(request):
+            return _problem(401, "Unauthorized", "bad or missing token", "unauthorized")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _problem(400, "Invalid request", "the body must be a JSON object", "invalid-request")
+        seen = body.get("seen") if isinstance(body, dict) else None
+        if not isinstance(seen, dict) or not seen:
+            return _problem(400, "Invalid request", "'seen' must map 1 or more job ids to versions", "invalid-request")
+        sim.counters["native_watch_ids"] += len(seen)
+        if len(seen) > MAX_WATCH:
+            return _problem(400, "Too many ids", f"at most {MAX_WATCH} ids per watch", "too-many-ids")
+        wait = body.get("wait_s", 0)
+        valid_wait = not isinstance(wait, bool) and isinstance(wait, int | float) and wait >= 0
+        if not valid_wait or any(isinstance(v, bool) or not isinstance(v, int) for v in seen.values()):
+            return _problem(400, "Invalid request", "wait_s must be a number >= 0 and seen versions integers", "invalid-request")
+
+        def differences(now: float) -> tuple[list[dict[str, Any]], list[str]]:
+            jobs, missing = [], []
+            for jid, version in seen.items():
+                found = sim.lookup(jid)
+                if found is None:
+                    missing.append(jid)
+                elif (3 if now >= found[1] else 2) != version:
+                    jobs.append(sim.native_record(jid, found[1], now))
+            return jobs, missing
+
+        now = time.time()
+        jobs, missing = differences(now)
+        if not jobs and not missing:
+            # Every listed job is as the caller saw it: the only change left is an unfinished
+            # job's finish, whose time is known, so sleeping until the earliest one (or the
+            # wait's end) answers exactly when a notifying service would.
+            deadline = now + min(float(wait), MAX_WAIT_S)
+            finishes = [finish for finish in (sim.finish[sim.index[jid]] for jid in seen) if finish > now]
+            while not jobs and not missing and now < deadline:
+                next_change = min((finish for finish in finishes if finish > now), default=deadline)
+                await asyncio.sleep(min(deadline, next_change) - now)
+                now = time.time()
+                jobs, missing = differences(now)
         return web.json_response({"jobs": jobs, "missing": missing})
 
     @routes.get("/http/jobs/{id}")

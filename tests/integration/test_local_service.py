@@ -84,6 +84,11 @@ class Api:
         assert status == 200, body
         return body  # type: ignore[no-any-return]
 
+    async def watch(self, seen: dict[str, int], wait_s: float = 0) -> dict[str, Any]:
+        status, body, _ = await self.call("POST", "/v1/watch", json={"seen": seen, "wait_s": wait_s})
+        assert status == 200, body
+        return body  # type: ignore[no-any-return]
+
     async def logs(self, job_id: str, **params: Any) -> dict[str, Any]:
         status, body, _ = await self.call("GET", f"/v1/jobs/{job_id}/logs", params=params or None)
         assert status == 200, body
@@ -706,27 +711,81 @@ def test_local_service_does_not_import_airflow() -> None:
     assert done.returncode == 0, done.stderr
 
 
-async def test_batch_long_poll_answers_on_the_first_change(api: Api) -> None:
+async def test_watch_answers_with_only_the_jobs_that_changed(api: Api) -> None:
     slow = (await api.submit("sleep", {"seconds": 30}))["id"]
     quick = (await api.submit("sleep", {"seconds": 0.8}))["id"]
+    # Past QUEUED, so the only change left within the watch is the quick job's end.
+    await api.wait_for(slow, {"RUNNING"})
+    await api.wait_for(quick, lambda job: job["status"] != "QUEUED")
     versions = {job["id"]: job["version"] for job in (await api.batch([slow, quick]))["jobs"]}
     loop = asyncio.get_running_loop()
+
     started = loop.time()
-    params = [("id", slow), ("id", quick), ("wait_s", "20"), ("seen", str(versions[slow])), ("seen", str(versions[quick]))]
-    status, answer, _ = await api.call("GET", "/v1/jobs", params=params)
+    answer = await api.watch(versions, wait_s=20)
     elapsed = loop.time() - started
-    assert status == 200, answer
-    changed = {job["id"]: job for job in answer["jobs"]}
-    assert changed[quick]["status"] == "SUCCEEDED" and 0.3 < elapsed < 5
-    # Nothing changes within wait_s: the answer comes after wait_s, versions unchanged.
+    assert [job["id"] for job in answer["jobs"]] == [quick], "only the job that changed is returned"
+    assert answer["jobs"][0]["status"] == "SUCCEEDED" and answer["missing"] == []
+    assert 0.3 < elapsed < 5, f"the watch must answer when the quick job ends; took {elapsed:.2f}s"
+    assert answer["jobs"][0] == await api.get(quick), "a watched job comes as its full record"
+
+    # An id with no job is a difference in itself: answered at once.
+    unknown = "j_" + "e" * 32
     started = loop.time()
-    params = [("id", slow), ("wait_s", "0.5"), ("seen", str(changed[slow]["version"]))]
-    status, again, _ = await api.call("GET", "/v1/jobs", params=params)
-    assert status == 200 and again["jobs"][0]["version"] == changed[slow]["version"]
+    answer = await api.watch({slow: versions[slow], unknown: 1}, wait_s=20)
+    assert answer == {"jobs": [], "missing": [unknown]}
+    assert loop.time() - started < 2, "a missing id must be answered at once"
+
+    # Nothing changes within wait_s: empty lists after wait_s.
+    started = loop.time()
+    answer = await api.watch({slow: versions[slow]}, wait_s=0.5)
+    assert answer == {"jobs": [], "missing": []}
     assert loop.time() - started >= 0.5
-    # seen must pair with id, and long-poll parameters do not apply to listings
-    status, problem, _ = await api.call("GET", "/v1/jobs", params=[("id", slow), ("id", quick), ("wait_s", "1"), ("seen", "1")])
-    assert status == 400 and problem["param"] == "seen"
-    status, problem, _ = await api.call("GET", "/v1/jobs", params=[("status", "RUNNING"), ("wait_s", "1")])
-    assert status == 400 and problem["param"] == "wait_s"
+
+    # The most ids a watch takes, all unknown: answered at once, every one listed, in order.
+    most = [f"j_{i:032x}" for i in range(10_000)]
+    started = loop.time()
+    answer = await api.watch(dict.fromkeys(most, 1), wait_s=20)
+    assert answer == {"jobs": [], "missing": most}
+    assert loop.time() - started < 5
+
+    bad_bodies: list[tuple[Any, str]] = [
+        ({"wait_s": 1}, "seen"),
+        ({"seen": [slow]}, "seen"),
+        ({"seen": {}}, "seen"),
+        ({"seen": {slow: "2"}}, "seen"),
+        ({"seen": {slow: True}}, "seen"),
+        ({"seen": {slow: 2.5}}, "seen"),
+        ({"seen": {slow: -1}}, "seen"),
+        ({"seen": {"": 1}}, "seen"),
+        ({"seen": {slow: 1}, "wait_s": -1}, "wait_s"),
+        ({"seen": {slow: 1}, "wait_s": 61}, "wait_s"),
+        ({"seen": {slow: 1}, "wait_s": "soon"}, "wait_s"),
+        ({"seen": {slow: 1}, "wait_s": None}, "wait_s"),
+        ({"seen": {slow: 1}, "wait_s": False}, "wait_s"),
+        ({"seen": {slow: 1}, "since": 5}, "since"),
+    ]
+    for body, param in bad_bodies:
+        status, problem, headers = await api.call("POST", "/v1/watch", json=body)
+        assert_problem(status, problem, headers, 400, "invalid-request")
+        assert problem["param"] == param, (body, problem)
+    for raw in (b"[]", b'"seen"', b"{not json"):
+        status, problem, headers = await api.call("POST", "/v1/watch", data=raw)
+        assert_problem(status, problem, headers, 400, "invalid-request")
+    status, problem, headers = await api.call("POST", "/v1/watch", json={"seen": {slow: 1}}, params={"wait_s": 1})
+    assert_problem(status, problem, headers, 400, "invalid-request")
+    assert problem["param"] == "wait_s"
+
+    too_many = {f"j_{i:032x}": 1 for i in range(10_001)}
+    status, problem, headers = await api.call("POST", "/v1/watch", json={"seen": too_many})
+    assert_problem(status, problem, headers, 400, "too-many-ids")
+    assert problem["max_ids"] == 10_000
+
+    status, problem, headers = await api.call("POST", "/v1/watch", json={"seen": {slow: 1}}, auth=False)
+    assert_problem(status, problem, headers, 401, "unauthorized")
+
+    # The batch lookup no longer long-polls: its old parameters are unknown now.
+    for extra in (("seen", "1"), ("wait_s", "1")):
+        status, problem, headers = await api.call("GET", "/v1/jobs", params=[("id", slow), extra])
+        assert_problem(status, problem, headers, 400, "invalid-request")
+        assert problem["param"] == extra[0]
     await api.cancel(slow)

@@ -26,12 +26,42 @@ async def test_long_poll_sees_completion_long_before_the_next_poll(local_service
     async with JobServiceClient(config) as client:
         job = await client.submit("sleep", {"seconds": 2})
         async with shared_watcher(config) as watcher:
+            watcher.register(job.id)
             started = time.monotonic()
             spec = WaitSpec(job_id=job.id, poll=PollPolicy(interval=60))
             result = await wait_for_job(client, spec, check_now=True, lookup=watcher.lookup)
             elapsed = time.monotonic() - started
+            watcher.unregister(job.id)
     assert result.outcome is Outcome.SUCCESS
     assert elapsed < 4, elapsed  # polling alone would look again only after ~60 s
+
+
+async def test_watched_waits_are_not_polled_while_the_watch_is_open(local_service: Any) -> None:
+    config = config_for(local_service)
+    async with JobServiceClient(config) as client:
+        jobs = [await client.submit("sleep", {"seconds": 4}) for _ in range(150)]
+        lookups = 0
+        async with shared_watcher(config) as watcher:
+
+            async def counted(job_id: str, delay: float, hold: bool) -> Any:
+                nonlocal lookups
+                lookups += 1
+                return await watcher.lookup(job_id, delay, hold)
+
+            async def wait(job_id: str) -> Any:
+                watcher.register(job_id)
+                try:
+                    return await wait_for_job(client, WaitSpec(job_id=job_id, poll=PollPolicy(interval=0.5)), lookup=counted)
+                finally:
+                    watcher.unregister(job_id)
+
+            results = await asyncio.gather(*(wait(j.id) for j in jobs))
+            requests = watcher.requests_sent
+    assert [r.outcome for r in results] == [Outcome.SUCCESS] * 150
+    # Polling every 0.5 s would take ~8 checks per wait; held checks are answered by the
+    # watch when the job changes: the first look, then a change or two.
+    assert lookups <= 150 * 4, lookups
+    assert requests <= 25, requests  # a few first lookups in batches, then a watch a second or so
 
 
 async def test_many_waits_share_few_batch_requests(local_service: Any) -> None:
@@ -42,10 +72,10 @@ async def test_many_waits_share_few_batch_requests(local_service: Any) -> None:
 
         async with shared_watcher(config) as watcher:
 
-            async def counted(job_id: str, delay: float) -> Any:
+            async def counted(job_id: str, delay: float, hold: bool) -> Any:
                 nonlocal polls
                 polls += 1
-                return await watcher.lookup(job_id, delay)
+                return await watcher.lookup(job_id, delay)  # unregistered: polled, never held
 
             spec = PollPolicy(interval=0.5)
             results = await asyncio.gather(

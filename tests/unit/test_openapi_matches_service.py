@@ -8,7 +8,15 @@ from typing import Any
 import pytest
 
 from jobservice_provider.core.status import JobStatus
-from jobservice_provider.local.app import QUERY_PARAMS, build_app
+from jobservice_provider.local.app import (
+    MAX_BATCH_IDS,
+    MAX_WAIT_S,
+    MAX_WATCH_IDS,
+    QUERY_PARAMS,
+    SUBMIT_FIELDS,
+    WATCH_FIELDS,
+    build_app,
+)
 from jobservice_provider.local.models import RECORD_FIELDS, Job, empty_progress
 from jobservice_provider.local.problems import PROBLEM_CONTENT_TYPE, TITLES, problem_body
 from jobservice_provider.local.service import JobService, ServiceConfig
@@ -17,6 +25,11 @@ yaml = pytest.importorskip("yaml")
 
 OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+#: the JSON members each route reads from its body; routes not listed take no body.
+BODY_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("POST", "/v1/jobs"): SUBMIT_FIELDS,
+    ("POST", "/v1/watch"): WATCH_FIELDS,
+}
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +93,28 @@ def test_query_parameters_match(doc: dict[str, Any]) -> None:
                 assert "{" + parameter["name"] + "}" in path
 
 
+def test_request_bodies_match(doc: dict[str, Any]) -> None:
+    for key, operation in _operations(doc).items():
+        if key not in BODY_FIELDS:
+            assert "requestBody" not in operation, f"{key} documents a body the service does not read"
+            continue
+        body = operation["requestBody"]
+        assert body["required"] is True and list(body["content"]) == ["application/json"], key
+        schema = _resolve(doc, body["content"]["application/json"]["schema"])
+        assert list(schema["properties"]) == list(BODY_FIELDS[key]), key
+        assert schema["additionalProperties"] is False, f"{key}: the service rejects unknown members"
+
+
+def test_documented_limits_match_the_service(doc: dict[str, Any]) -> None:
+    watch = doc["components"]["schemas"]["WatchRequest"]["properties"]
+    assert watch["seen"]["maxProperties"] == MAX_WATCH_IDS
+    assert watch["wait_s"]["maximum"] == MAX_WAIT_S
+    lookup = {p["name"]: p for p in _operations(doc)[("GET", "/v1/jobs")]["parameters"]}
+    assert lookup["id"]["schema"]["maxItems"] == MAX_BATCH_IDS
+    long_poll = {p["name"]: p for p in _operations(doc)[("GET", "/v1/jobs/{id}")]["parameters"]}
+    assert long_poll["wait_s"]["schema"]["maximum"] == MAX_WAIT_S
+
+
 def test_every_operation_documents_auth_and_problem_errors(doc: dict[str, Any]) -> None:
     for (method, path), operation in _operations(doc).items():
         responses = operation["responses"]
@@ -134,6 +169,17 @@ def test_records_and_problems_validate_against_the_schemas(doc: dict[str, Any]) 
 
     validate(job.record(), "Job")
     validate({"jobs": [job.record()], "next_cursor": None}, "JobPage")
+    validate({"jobs": [job.record()], "missing": ["j_" + "b" * 32]}, "WatchResult")
+    validate({"seen": {job.id: 2}, "wait_s": 20}, "WatchRequest")
+    bad_watches: list[dict[str, Any]] = [
+        {"seen": {}},
+        {"seen": {job.id: True}},
+        {"seen": {"": 1}},
+        {"seen": {job.id: 1}, "wait_s": 61},
+    ]
+    for bad_watch in bad_watches:
+        with pytest.raises(jsonschema.ValidationError):
+            validate(bad_watch, "WatchRequest")
     validate(problem_body(409, "job-not-succeeded", "no", job_id=job.id, job_status="FAILED"), "Problem")
     with pytest.raises(jsonschema.ValidationError):
         validate({**job.record(), "status": "DONE"}, "Job")

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from jobservice_provider.core.config import ServiceConfig
-from jobservice_provider.core.errors import JobNotFoundError, TransientError
+from jobservice_provider.core.errors import JobNotFoundError, PermanentError, TransientError
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.watcher import Watcher, shared_watcher
 
@@ -116,3 +116,67 @@ async def test_one_watcher_per_service_per_loop_closed_after_the_last_user() -> 
         async with shared_watcher(other) as third:
             assert third is not first
     assert first._task is not None and first._task.done()
+
+
+class FakeWatchClient(FakeBatchClient):
+    """Also watches: each watch request takes the next answer (or error) the test queues."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watches: list[dict[str, int]] = []
+        self.answers: asyncio.Queue[tuple[list[Job], list[str]] | Exception] = asyncio.Queue()
+
+    class dialect:
+        max_batch = 100
+        max_watch = 10_000
+        supports_watch = True
+
+    async def get_jobs(self, job_ids: Sequence[str]) -> tuple[list[Job], list[str]]:
+        self.batches.append(list(job_ids))
+        return [Job.from_json({"id": j, "status": "RUNNING", "version": 1}) for j in job_ids], []
+
+    async def watch(self, seen: dict[str, int], wait_s: float) -> tuple[list[Job], list[str]]:
+        self.watches.append(dict(seen))
+        answer = await self.answers.get()
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+async def watching_watcher(client: FakeWatchClient) -> Watcher:
+    watcher = await started_watcher(client, window=0.01)
+    watcher._watch_ok = True
+    watcher._watch_task = asyncio.create_task(watcher._watch())
+    return watcher
+
+
+async def test_a_held_check_is_not_polled_and_is_answered_when_the_watch_reports_a_change() -> None:
+    client = FakeWatchClient()
+    watcher = await watching_watcher(client)
+    watcher.register("j1")
+    first = await watcher.lookup("j1", 0.0, True)  # the first look is always a lookup
+    assert first.version == 1 and client.batches == [["j1"]]
+    held = asyncio.create_task(watcher.lookup("j1", 0.05, True))
+    await asyncio.sleep(0.5)  # ten times the delay: a polled check would have been answered
+    assert not held.done() and client.batches == [["j1"]] and client.watches == [{"j1": 1}]
+    client.answers.put_nowait(([Job.from_json({"id": "j1", "status": "SUCCEEDED", "version": 2})], []))
+    assert (await held).version == 2
+    watcher.unregister("j1")
+    await watcher.close()
+
+
+async def test_a_failing_watch_sends_held_checks_back_to_polling() -> None:
+    client = FakeWatchClient()
+    watcher = await watching_watcher(client)
+    watcher.register("j1")
+    await watcher.lookup("j1", 0.0, True)
+    held = asyncio.create_task(watcher.lookup("j1", 0.05, True))
+    await asyncio.sleep(0.2)
+    assert not held.done()
+    client.answers.put_nowait(PermanentError("HTTP 404: no such route"))
+    assert (await asyncio.wait_for(held, 2)).version == 1  # polled instead
+    assert client.batches == [["j1"], ["j1"]]
+    # While the watch is down, checks are polled on their own schedule, not held.
+    assert (await asyncio.wait_for(watcher.lookup("j1", 0.05, True), 2)).version == 1
+    watcher.unregister("j1")
+    await watcher.close()

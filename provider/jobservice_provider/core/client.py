@@ -184,15 +184,11 @@ class JobServiceClient:
             missing.extend(absent)
         return found, missing
 
-    async def wait_for_any_change(self, seen: Mapping[str, int], wait_s: float) -> tuple[list[Job], list[str]]:
-        """Batch long-poll: the jobs once any differs from its ``seen`` version, or after ``wait_s``.
-
-        Only for dialects with ``supports_batch_long_poll``, and at most ``max_batch`` ids.
-        """
-        ids = list(seen)
-        request = self.dialect.get_many(ids, wait_s=wait_s, seen=[seen[j] for j in ids])
-        response = await self.send(request, timeout=self.config.request_timeout + wait_s)
-        return self.dialect.parse_many(response, ids)
+    async def watch(self, seen: Mapping[str, int], wait_s: float) -> tuple[list[Job], list[str]]:
+        """The jobs whose version differs from ``seen`` and the ids gone, once there are any, or
+        empty lists after ``wait_s`` seconds. Only for dialects with ``supports_watch``."""
+        response = await self.send(self.dialect.watch(seen, wait_s), timeout=self.config.request_timeout + wait_s)
+        return self.dialect.parse_watch(response)
 
     async def _get_jobs_singly(self, job_ids: Sequence[str]) -> tuple[list[Job], list[str]]:
         limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)

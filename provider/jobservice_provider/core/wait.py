@@ -34,7 +34,7 @@ DEFAULT_RETRY = RetryPolicy()
 T = TypeVar("T")
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[Any]]
-Lookup = Callable[[str, float], Awaitable[Job]]
+Lookup = Callable[[str, float, bool], Awaitable[Job]]
 _log = logging.getLogger(__name__)
 
 
@@ -179,8 +179,10 @@ async def wait_for_job(
     :param check_now: look at once instead of after the random first delay
         (use when nobody has looked at the job yet).
     :param lookup: where status checks go instead of ``client.get_job`` after ``sleep``:
-        ``lookup(job_id, delay)`` answers with the record as of ``delay`` seconds from now
-        (the shared watcher, which batches the checks of many waits).
+        ``lookup(job_id, delay, hold)`` answers with the record as of ``delay`` seconds from now
+        (the shared watcher, which batches the checks of many waits). With ``hold`` it may answer
+        later, when the job changes, if the service would tell it of a change; the wait allows
+        that unless it follows the log (which needs regular checks), and bounds it by the deadline.
     """
     logger = log or _log
     job_id = spec.job_id
@@ -190,23 +192,32 @@ async def wait_for_job(
     follower = LogFollower(client, job_id, spec.log_offset, logger) if spec.follow_logs else None
     unknown_logged: set[str] = set()
     delay = 0.0 if check_now else spec.poll.first_delay(rand)
+    hold = follower is None
 
     def result(outcome: Outcome, message: str) -> WaitResult:
         return WaitResult(outcome, job_id, last, message, follower.offset if follower else spec.log_offset)
 
     while True:
+        remaining: float | None = None
         if spec.deadline is not None:
             remaining = spec.deadline - clock()
             if remaining <= 0:
                 return result(
                     Outcome.TIMEOUT, f"Deadline reached while job {job_id} was {last.raw_status if last else 'unknown'}"
                 )
-            if delay >= remaining:
+            if lookup is None and delay >= remaining:
                 await sleep(remaining)  # the next check would come too late: report the timeout
                 continue
         try:
             if lookup is not None:
-                job = await lookup(job_id, delay)
+                if remaining is None:
+                    job = await lookup(job_id, delay, hold)
+                else:
+                    try:
+                        async with asyncio.timeout(remaining):
+                            job = await lookup(job_id, delay, hold)
+                    except TimeoutError:
+                        continue  # the deadline came first
             else:
                 if delay > 0:
                     await sleep(delay)

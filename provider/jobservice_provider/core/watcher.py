@@ -7,15 +7,17 @@ and answers them with batch lookups (up to the dialect's batch size per request)
 connection pool. A transient failure is handed to every wait in the batch (each applies
 its own error budget) and pauses the whole service for the backoff or Retry-After.
 
-Where the dialect has a batch long-poll (the native API does), the watcher also keeps a few
-long-polls open over the jobs it has seen; a change answers that job's pending check at once,
-so completion is seen within about a second without polling faster.
+Where the dialect can watch many jobs in one request (the native API's ``POST /v1/watch``),
+one watch stays open over every job the watcher has seen. It answers a job's pending check
+as soon as the job changes, so completion is seen within about a second; and while the watch
+is healthy, a check that may be held (the wait does not follow logs) is not polled at all:
+the service would have said if the job had changed. If the watch fails, held checks go back
+to polling, so a broken watch costs latency, never correctness.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import heapq
 import itertools
 import logging
@@ -27,6 +29,7 @@ from jobservice_provider.core.config import ServiceConfig
 from jobservice_provider.core.errors import JobNotFoundError, JobServiceError, TransientError
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.sessions import shared_session
+from jobservice_provider.core.status import TERMINAL
 
 log = logging.getLogger(__name__)
 
@@ -39,29 +42,53 @@ SLACK_FRACTION = 0.1
 MAX_CONCURRENT_REQUESTS = 4
 # Pause for the whole service after a transient failure without Retry-After.
 TRANSIENT_PAUSE = 1.0
-# With a dialect that has a batch long-poll, up to this many requests (of up to max_batch jobs
-# each) stay open, each answering when one of its jobs changes or after LONG_POLL_SECONDS.
-LONG_POLL_SLOTS = 10
-LONG_POLL_SECONDS = 20.0
+# The watch: how long one request may stay open; how long while jobs are still joining (a
+# newcomer's change is reported once the next watch lists it, so that must come soon); and
+# the pause after an answer, during which further changes gather so one answer carries many.
+WATCH_SECONDS = 20.0
+WATCH_SECONDS_WHILE_JOINING = 3.0
+WATCH_GAP = 1.0
 
 
-@dataclasses.dataclass(order=True)
 class _Check:
-    latest: float  # the last moment the check may be answered
-    seq: int
-    not_before: float = dataclasses.field(compare=False)  # the first moment it may be
-    job_id: str = dataclasses.field(compare=False)
-    answer: asyncio.Future[Job] = dataclasses.field(compare=False)
+    """One pending status check of one wait."""
+
+    __slots__ = ("answer", "held", "hold", "job_id", "latest", "not_before", "seq")
+
+    def __init__(self, latest: float, seq: int, not_before: float, job_id: str, answer: asyncio.Future[Job], hold: bool):
+        self.latest = latest  # the last moment the check may be answered (unless held)
+        self.seq = seq
+        self.not_before = not_before  # the first moment it may be
+        self.job_id = job_id
+        self.answer = answer
+        self.hold = hold  # may wait past `latest` for a change while the watch covers the job
+        self.held = False  # out of the schedule, waiting for the watch
+
+    def __lt__(self, other: _Check) -> bool:
+        return (self.latest, self.seq) < (other.latest, other.seq)
+
+
+class _Watched:
+    """What the watcher knows of one job."""
+
+    __slots__ = ("checks", "covered", "record", "users")
+
+    def __init__(self) -> None:
+        self.checks: list[_Check] = []  # unanswered checks, due or held
+        self.record: Job | None = None  # the last record seen
+        # The open watch, or the next one, lists it: its next change will be reported.
+        self.covered = False
+        self.users = 0  # waits registered on it
 
 
 class Watcher:
-    """Answers ``lookup(job_id, delay)`` with the job's record, fetched in batches."""
+    """Answers ``lookup(job_id, delay, hold)`` with the job's record, fetched in batches."""
 
     def __init__(self, config: ServiceConfig, window: float = COALESCE_WINDOW) -> None:
         self.config = config
         self.window = window
         self.requests_sent = 0
-        self._checks: list[_Check] = []
+        self._checks: list[_Check] = []  # a heap by latest moment; answered checks are skipped
         self._seq = itertools.count()
         self._changed = asyncio.Event()
         self._paused_until = 0.0
@@ -70,48 +97,72 @@ class Watcher:
         self._batches: set[asyncio.Task[None]] = set()
         self._resources = AsyncExitStack()
         self._task: asyncio.Task[None] | None = None
-        self._slots: list[asyncio.Task[None]] = []
-        self._pending: dict[str, list[_Check]] = {}  # job id -> its unanswered checks
-        self._versions: dict[str, int] = {}  # job id -> the version last answered
-        self._covered: set[str] = set()  # job ids in an open long-poll
-        self._watch_more = asyncio.Event()
+        self._watch_task: asyncio.Task[None] | None = None
+        self._jobs: dict[str, _Watched] = {}
+        self._joined = asyncio.Event()  # a job got its first record: the watch can take it
+        self._last_join = -WATCH_SECONDS
+        self._watch_ok = False  # the last watch request succeeded (or none has failed yet)
 
     async def open(self) -> None:
         """Take the service's shared session and start watching."""
         session = await self._resources.enter_async_context(shared_session(self.config))
         self.client = JobServiceClient(self.config, session=session)
         self._task = asyncio.create_task(self._run(), name=f"jobservice watcher {self.config.base_url}")
-        if self.client.dialect.supports_batch_long_poll:
-            self._slots = [asyncio.create_task(self._long_poll_slot()) for _ in range(LONG_POLL_SLOTS)]
+        if self.client.dialect.supports_watch:
+            self._watch_ok = True
+            self._watch_task = asyncio.create_task(self._watch(), name=f"jobservice watch {self.config.base_url}")
 
-    async def lookup(self, job_id: str, delay: float) -> Job:
-        """The record of ``job_id`` as of ``delay`` seconds from now, give or take the
-        smaller of half the coalescing window and a tenth of ``delay``."""
+    def register(self, job_id: str) -> None:
+        """A wait on ``job_id`` begins: keep the job in the watch until it ends."""
+        self._entry(job_id).users += 1
+
+    def unregister(self, job_id: str) -> None:
+        """The wait ended (its own checks are answered or cancelled with it)."""
+        entry = self._jobs.get(job_id)
+        if entry is not None:
+            entry.users -= 1
+            if entry.users <= 0:
+                del self._jobs[job_id]
+
+    def _entry(self, job_id: str) -> _Watched:
+        entry = self._jobs.get(job_id)
+        if entry is None:
+            entry = self._jobs[job_id] = _Watched()
+        return entry
+
+    async def lookup(self, job_id: str, delay: float, hold: bool = False) -> Job:
+        """The record of ``job_id`` as of ``delay`` seconds from now, give or take the smaller
+        of half the coalescing window and a tenth of ``delay``.
+
+        With ``hold``, a job the watch covers is not looked up when the check falls due: the
+        answer comes when the job changes (the caller bounds the wait, e.g. by its deadline).
+        """
         answer: asyncio.Future[Job] = self._loop.create_future()
         delay = max(0.0, delay)
         due = self._loop.time() + delay
         slack = min(self.window / 2, delay * SLACK_FRACTION)
-        check = _Check(due + slack, next(self._seq), due - slack, job_id, answer)
+        check = _Check(due + slack, next(self._seq), due - slack, job_id, answer, hold)
+        self._entry(job_id).checks.append(check)
         heapq.heappush(self._checks, check)
-        self._pending.setdefault(job_id, []).append(check)
-        if job_id in self._versions and job_id not in self._covered:
-            self._watch_more.set()
         if self._checks[0] is check:
             self._changed.set()  # the new check is the earliest: re-plan the next tick
         return await answer  # a cancelled wait cancels its future; the watcher skips it
 
     async def close(self) -> None:
-        tasks = [*self._batches, *self._slots, *([self._task] if self._task else [])]
+        tasks = [*self._batches, *(task for task in (self._task, self._watch_task) if task)]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for check in self._checks:
-            check.answer.cancel()
+        for entry in self._jobs.values():
+            for check in entry.checks:
+                check.answer.cancel()
         await self._resources.aclose()
 
+    # -- polling ------------------------------------------------------------------------------
     async def _run(self) -> None:
         while True:
-            self._drop_cancelled()
+            while self._checks and self._checks[0].answer.done():
+                heapq.heappop(self._checks)
             if not self._checks:
                 self._changed.clear()
                 await self._changed.wait()
@@ -131,15 +182,26 @@ class Watcher:
                 batch.add_done_callback(self._batches.discard)
             await asyncio.sleep(0)  # let the batches start before planning the next tick
 
-    def _drop_cancelled(self) -> None:
-        while self._checks and self._checks[0].answer.done():
-            heapq.heappop(self._checks)
-
     def _take_due(self, now: float) -> list[_Check]:
-        due = [check for check in self._checks if check.not_before <= now and not check.answer.done()]
-        self._checks = [check for check in self._checks if check.not_before > now and not check.answer.done()]
-        heapq.heapify(self._checks)
-        return sorted(due)
+        """Pop the checks whose slack has begun; held checks of covered jobs stay with their job."""
+        due: list[_Check] = []
+        later: list[_Check] = []
+        # Slack is at most half the window, so every check due now ends by now + window.
+        while self._checks and self._checks[0].latest <= now + self.window:
+            check = heapq.heappop(self._checks)
+            if check.answer.done():
+                continue
+            if check.not_before > now:
+                later.append(check)
+                continue
+            entry = self._jobs.get(check.job_id)
+            if check.hold and entry is not None and entry.covered and entry.record is not None:
+                check.held = True  # the watch answers it when the job changes
+                continue
+            due.append(check)
+        for check in later:
+            heapq.heappush(self._checks, check)
+        return due
 
     async def _answer(self, checks: list[_Check]) -> None:
         ids = list(dict.fromkeys(check.job_id for check in checks))
@@ -155,65 +217,47 @@ class Watcher:
             except JobServiceError as exc:
                 self._fail(checks, exc)
                 return
+        for job in jobs:
+            self._deliver(job)
+        for job_id in missing:
+            self._fail_job(job_id, JobNotFoundError(job_id, f"Job {job_id} not found"))
         by_id = {job.id: job for job in jobs}
         absent = set(missing)
-        for check in checks:
+        for check in checks:  # those not registered with a job entry
             if check.answer.done():
                 continue
-            job = by_id.get(check.job_id)
-            if job is not None:
-                self._deliver(check, job)
+            found = by_id.get(check.job_id)
+            if found is not None:
+                check.answer.set_result(found)
             elif check.job_id in absent:
                 check.answer.set_exception(JobNotFoundError(check.job_id, f"Job {check.job_id} not found"))
             else:
                 check.answer.set_exception(JobServiceError(f"Job {check.job_id}: the batch lookup did not mention it"))
 
-    def _deliver(self, check: _Check, job: Job) -> None:
-        check.answer.set_result(job)
-        if job.version is not None:
-            self._versions[job.id] = job.version
-        self._has_waiters(job.id)
+    def _deliver(self, job: Job) -> None:
+        """Answer every pending check of ``job`` with its record."""
+        entry = self._jobs.get(job.id)
+        if entry is None:
+            return
+        if entry.record is None and job.status not in TERMINAL:
+            # The next watch lists it with this version: a change from now on will be reported
+            # even if it happens before that watch is sent.
+            entry.covered = self._watch_ok
+            self._last_join = self._loop.time()
+            self._joined.set()
+        entry.record = job
+        checks, entry.checks = entry.checks, []
+        for check in checks:
+            if not check.answer.done():
+                check.answer.set_result(job)
+        if entry.users <= 0:
+            del self._jobs[job.id]
 
-    def _has_waiters(self, job_id: str) -> bool:
-        waiting = [c for c in self._pending.get(job_id, ()) if not c.answer.done()]
-        if waiting:
-            self._pending[job_id] = waiting
-        else:
-            self._pending.pop(job_id, None)
-        return bool(waiting)
-
-    async def _long_poll_slot(self) -> None:
-        """Keep one long-poll open over jobs with pending checks that no other slot watches."""
-        while True:
-            seen: dict[str, int] = {}
-            for job_id in list(self._versions):
-                if not self._has_waiters(job_id):
-                    del self._versions[job_id]  # nobody waits on it any more
-                elif job_id not in self._covered:
-                    seen[job_id] = self._versions[job_id]
-                    if len(seen) == self.client.dialect.max_batch:
-                        break
-            if not seen:
-                self._watch_more.clear()
-                await self._watch_more.wait()
-                continue
-            self._covered.update(seen)
-            try:
-                jobs, _ = await self.client.wait_for_any_change(seen, LONG_POLL_SECONDS)
-            except TransientError as exc:
-                await asyncio.sleep(exc.retry_after if exc.retry_after is not None else TRANSIENT_PAUSE)
-                continue
-            except JobServiceError as exc:
-                log.warning("Long-poll of %d jobs failed (%s); relying on polling for a while", len(seen), exc)
-                await asyncio.sleep(LONG_POLL_SECONDS)
-                continue
-            finally:
-                self._covered.difference_update(seen)
-            for job in jobs:
-                if job.version is not None and job.version != seen.get(job.id):
-                    for check in self._pending.get(job.id, ()):
-                        if not check.answer.done():
-                            self._deliver(check, job)
+    def _fail_job(self, job_id: str, exc: JobServiceError) -> None:
+        entry = self._jobs.get(job_id)
+        if entry is not None:
+            checks, entry.checks = entry.checks, []
+            self._fail(checks, exc)
 
     @staticmethod
     def _fail(checks: list[_Check], exc: JobServiceError) -> None:
@@ -221,11 +265,63 @@ class Watcher:
             if not check.answer.done():
                 check.answer.set_exception(exc)
 
+    # -- the watch -----------------------------------------------------------------------------
+    async def _watch(self) -> None:
+        """Keep one watch open over every registered job with a known, unfinished record."""
+        limit = self.client.dialect.max_watch
+        while True:
+            seen: dict[str, int] = {}
+            for job_id, entry in self._jobs.items():
+                record = entry.record
+                if record is not None and record.version is not None and record.status not in TERMINAL and len(seen) < limit:
+                    seen[job_id] = record.version
+                    entry.covered = True
+                elif entry.covered:
+                    self._release(entry)
+            if not seen:
+                self._joined.clear()
+                await self._joined.wait()
+                continue
+            joining = self._loop.time() - self._last_join < WATCH_SECONDS
+            try:
+                self.requests_sent += 1
+                changed, missing = await self.client.watch(seen, WATCH_SECONDS_WHILE_JOINING if joining else WATCH_SECONDS)
+            except JobServiceError as exc:
+                self._watch_ok = False
+                for entry in self._jobs.values():
+                    if entry.covered:
+                        self._release(entry)
+                if isinstance(exc, TransientError):
+                    await asyncio.sleep(exc.retry_after if exc.retry_after is not None else TRANSIENT_PAUSE)
+                else:
+                    log.warning("Watching %d jobs failed (%s); polling them instead for a while", len(seen), exc)
+                    await asyncio.sleep(WATCH_SECONDS)
+                continue
+            self._watch_ok = True
+            for job in changed:
+                self._deliver(job)
+            for job_id in missing:
+                self._fail_job(job_id, JobNotFoundError(job_id, f"Job {job_id} not found (it existed before)"))
+            await asyncio.sleep(WATCH_GAP)
 
-@dataclasses.dataclass
+    def _release(self, entry: _Watched) -> None:
+        """No watch will report the job's changes: its held checks go back to polling, due now."""
+        entry.covered = False
+        now = self._loop.time()
+        for check in entry.checks:
+            if check.held and not check.answer.done():
+                check.held = False
+                check.latest = check.not_before = now
+                heapq.heappush(self._checks, check)
+        self._changed.set()
+
+
 class _Registered:
-    watcher: Watcher
-    users: int = 0
+    __slots__ = ("users", "watcher")
+
+    def __init__(self, watcher: Watcher) -> None:
+        self.watcher = watcher
+        self.users = 0
 
 
 _watchers: dict[tuple[int, Hashable], _Registered] = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from functools import cached_property
@@ -20,6 +22,37 @@ from jobservice_provider.core.sessions import shared_session
 from jobservice_provider.core.wait import WaitResult, WaitSpec, cancel_and_wait, retry_transient, wait_for_job
 
 T = TypeVar("T")
+
+# The triggerer reads the same connection for every trigger of a service. One read serves
+# the triggers that start within this many seconds of it, so a thousand triggers starting
+# together do not make a thousand trips to the connection store; a changed connection
+# reaches new waits at most this much later.
+SHARED_CONFIG_TTL = 30.0
+_shared_configs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, tuple[float, asyncio.Future[ServiceConfig]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def ashared_config(conn_id: str) -> ServiceConfig:
+    """The validated config of ``conn_id``, read at most once per ``SHARED_CONFIG_TTL`` per event loop.
+
+    A failed read is not remembered: the next caller reads again.
+    """
+    loop = asyncio.get_running_loop()
+    cache = _shared_configs.setdefault(loop, {})
+    now = loop.time()
+    cached = cache.get(conn_id)
+    if cached is None or cached[0] <= now:
+        reading = asyncio.ensure_future(JobServiceHook(conn_id).aget_config())
+        cached = cache[conn_id] = (now + SHARED_CONFIG_TTL, reading)
+
+        def forget_failure(done: asyncio.Future[ServiceConfig]) -> None:
+            if (done.cancelled() or done.exception() is not None) and cache.get(conn_id) is cached:
+                del cache[conn_id]
+
+        reading.add_done_callback(forget_failure)
+    # Shielded: a trigger cancelled while the read is under way must not cancel it for the others.
+    return await asyncio.shield(cached[1])
 
 
 def _config_from(conn: Connection) -> ServiceConfig:
@@ -69,7 +102,11 @@ class JobServiceHook(BaseHook):
         if self._async_config is None:
             from airflow.sdk.log import amask_secret
 
-            config = _config_from(await self.aget_connection(self.jobservice_conn_id))
+            try:
+                config = _config_from(await self.aget_connection(self.jobservice_conn_id))
+            except PermanentError as exc:
+                exc.in_connection(self.jobservice_conn_id)
+                raise
             for _, value in config.extra_headers:
                 await amask_secret(value)
             self._async_config = config
@@ -78,11 +115,7 @@ class JobServiceHook(BaseHook):
     @asynccontextmanager
     async def async_client(self) -> AsyncIterator[JobServiceClient]:
         """A core client for async code, on the process-wide session of its service."""
-        try:
-            config = await self.aget_config()
-        except PermanentError as exc:
-            exc.in_connection(self.jobservice_conn_id)
-            raise
+        config = await self.aget_config()
         async with shared_session(config) as session, JobServiceClient(config, session=session) as client:
             yield client
 

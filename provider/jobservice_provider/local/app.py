@@ -30,16 +30,18 @@ API_VERSION = "v1"
 MAX_BODY_BYTES = 1024 * 1024
 MAX_WAIT_S = 60.0
 MAX_BATCH_IDS = 100
+MAX_WATCH_IDS = 10_000
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 DEFAULT_LOG_CHUNK = 65536
 MAX_LOG_CHUNK = 1024 * 1024
 MAX_KEY_LENGTH = 255
 SUBMIT_FIELDS = ("type", "params", "meta", "timeout_s")
+WATCH_FIELDS = ("seen", "wait_s")
 LISTING_PARAMS = ("status", "type", "created_after", "limit", "cursor")
 #: the query parameters each route accepts (any other one is a 400); routes not listed take none.
 QUERY_PARAMS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("GET", "/v1/jobs"): ("id", "wait_s", "seen", *LISTING_PARAMS),
+    ("GET", "/v1/jobs"): ("id", *LISTING_PARAMS),
     ("GET", "/v1/jobs/{id}"): ("wait_s", "seen"),
     ("GET", "/v1/jobs/{id}/logs"): ("offset", "limit"),
 }
@@ -192,10 +194,7 @@ def _idempotency_key(request: web.Request) -> str | None:
     return key
 
 
-async def submit_job(request: web.Request) -> web.Response:
-    """``POST /v1/jobs``."""
-    _check_query(request)
-    key = _idempotency_key(request)
+async def _json_object_body(request: web.Request) -> dict[str, Any]:
     raw = await request.read()
     try:
         body = loads(raw.decode("utf-8"))
@@ -203,6 +202,27 @@ async def submit_job(request: web.Request) -> web.Response:
         raise invalid_request(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise invalid_request("the request body must be a JSON object")
+    return body
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, for error messages (never the value itself, which may be huge)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+async def submit_job(request: web.Request) -> web.Response:
+    """``POST /v1/jobs``."""
+    _check_query(request)
+    key = _idempotency_key(request)
+    body = await _json_object_body(request)
     unknown = sorted(set(body) - set(SUBMIT_FIELDS))
     if unknown:
         raise invalid_request(f"unknown field {unknown[0]!r}; allowed fields: {', '.join(SUBMIT_FIELDS)}", field=unknown[0])
@@ -272,25 +292,9 @@ async def find_jobs(request: web.Request) -> web.Response:
                 f"at most {MAX_BATCH_IDS} ids per batch lookup, got {len(ids)}",
                 max_ids=MAX_BATCH_IDS,
             )
-        wait_s = _wait_s(query)
-        if "seen" in query:
-            # Batch long-poll: answer once any listed job's version differs from its `seen`.
-            raw_seen = query.getall("seen")
-            if len(raw_seen) != len(query.getall("id")):
-                raise invalid_request("give one 'seen' version per 'id', in the same order", param="seen")
-            try:
-                seen = {job_id: int(version) for job_id, version in zip(query.getall("id"), raw_seen, strict=True)}
-            except ValueError:
-                raise invalid_request("query parameter 'seen' must be integers", param="seen") from None
-            await service.wait_for_any_change(seen, wait_s)
-        elif "wait_s" in query:
-            raise invalid_request("query parameter 'wait_s' needs 'seen' versions to wait on", param="wait_s")
         jobs, missing = service.get_many(ids)
         return web.json_response({"jobs": [job.record() for job in jobs], "missing": missing})
 
-    for name in ("wait_s", "seen"):
-        if name in query:
-            raise invalid_request(f"query parameter {name!r} is for lookups by 'id' only", param=name)
     statuses: list[JobStatus] = []
     for value in _multi(query, "status"):
         try:
@@ -316,6 +320,57 @@ async def find_jobs(request: web.Request) -> web.Response:
         limit=_int_param(query, "limit", DEFAULT_PAGE, 1, MAX_PAGE),
     )
     return web.json_response({"jobs": [job.record() for job in jobs], "next_cursor": next_cursor})
+
+
+def _watched_versions(body: dict[str, Any]) -> dict[str, int]:
+    """The ``seen`` member of a watch: job id -> the version the caller has."""
+    if "seen" not in body:
+        raise invalid_request("field 'seen' is required: an object mapping job ids to the versions you have", param="seen")
+    seen = body["seen"]
+    if not isinstance(seen, dict):
+        raise invalid_request(f"field 'seen' must be an object mapping job ids to versions, got {_json_kind(seen)}", param="seen")
+    if not seen:
+        raise invalid_request("field 'seen' must list at least one job id", param="seen")
+    if len(seen) > MAX_WATCH_IDS:
+        raise Problem(
+            400,
+            "too-many-ids",
+            f"at most {MAX_WATCH_IDS} ids per watch, got {len(seen)}",
+            max_ids=MAX_WATCH_IDS,
+        )
+    for job_id, version in seen.items():
+        if not job_id:
+            raise invalid_request("field 'seen' has an empty job id", param="seen")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise invalid_request(
+                f"field 'seen' must map each job id to an integer version >= 0; {job_id!r} has {_json_kind(version)}",
+                param="seen",
+            )
+    return seen
+
+
+def _watch_wait_s(body: dict[str, Any]) -> float:
+    """The ``wait_s`` member of a watch (0 when absent), bounded like the long-poll's query parameter."""
+    wait_s = body.get("wait_s", 0)
+    if isinstance(wait_s, bool) or not isinstance(wait_s, (int, float)) or not 0 <= wait_s <= MAX_WAIT_S:
+        raise invalid_request(
+            f"field 'wait_s' must be a number from 0 to {MAX_WAIT_S:g}, got {_json_kind(wait_s)}",
+            param="wait_s",
+        )
+    return float(wait_s)
+
+
+async def watch_jobs(request: web.Request) -> web.Response:
+    """``POST /v1/watch``: the listed jobs that changed since the versions the caller has, once any did."""
+    _check_query(request)
+    body = await _json_object_body(request)
+    unknown = sorted(set(body) - set(WATCH_FIELDS))
+    if unknown:
+        raise invalid_request(f"unknown field {unknown[0]!r}; allowed fields: {', '.join(WATCH_FIELDS)}", param=unknown[0])
+    seen = _watched_versions(body)
+    wait_s = _watch_wait_s(body)
+    jobs, missing = await _service(request).watch(seen, wait_s)
+    return web.json_response({"jobs": [job.record() for job in jobs], "missing": missing})
 
 
 async def cancel_job(request: web.Request) -> web.Response:
@@ -393,5 +448,6 @@ def build_app(service: JobService) -> web.Application:
     router.add_post("/v1/jobs/{id}/cancel", cancel_job)
     router.add_get("/v1/jobs/{id}/result", get_result, allow_head=False)
     router.add_get("/v1/jobs/{id}/logs", get_logs, allow_head=False)
+    router.add_post("/v1/watch", watch_jobs)
     router.add_get("/v1/health", health, allow_head=False)
     return app

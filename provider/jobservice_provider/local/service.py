@@ -20,6 +20,7 @@ import logging
 import math
 import os
 from collections import deque
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,8 @@ PRIVATE_ENV = frozenset({"JOBSERVICE_TOKEN"})
 FLUSH_RETRY_DELAY = 1.0
 #: most rows written in one transaction from the event loop.
 FLUSH_BATCH = 2000
+#: most ids in one ``IN (...)`` lookup: SQLite before 3.32 binds at most 999 parameters.
+STORE_LOOKUP_CHUNK = 500
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -365,23 +368,56 @@ class JobService:
             await self.wait_for_any_change({job_id: seen}, wait_s)
         return self.get(job_id)
 
-    async def wait_for_any_change(self, seen: dict[str, int], wait_s: float) -> None:
+    def changed_since(self, seen: Mapping[str, int]) -> tuple[list[Job], list[str]]:
+        """The jobs whose version differs from ``seen[job_id]`` and the ids with no job, in the order of ``seen``.
+
+        One pass over ``seen``: jobs in memory are read from there, the others (terminal
+        and written) from the database in a few ``IN (...)`` queries, never one per id.
+        """
+        stored_ids = [job_id for job_id in seen if job_id not in self._live]
+        stored: dict[str, Job] = {}
+        for start in range(0, len(stored_ids), STORE_LOOKUP_CHUNK):
+            stored.update(self.store.get_many(stored_ids[start : start + STORE_LOOKUP_CHUNK]))
+        changed: list[Job] = []
+        missing: list[str] = []
+        for job_id, version in seen.items():
+            job = self._live.get(job_id) or stored.get(job_id)
+            if job is None:
+                missing.append(job_id)
+            elif job.version != version:
+                changed.append(job)
+        return changed, missing
+
+    async def wait_for_any_change(self, seen: Mapping[str, int], wait_s: float) -> None:
         """Return once any job's version differs from ``seen[job_id]``, or after ``wait_s`` seconds."""
         if wait_s <= 0 or self.closing:
             return
-        for job_id, version in seen.items():
-            job = self.get(job_id)
-            if job is None or job.version != version:
-                return
+        changed, missing = self.changed_since(seen)
+        if changed or missing:
+            return
+        await self._wait_for_wakeup(seen, wait_s)
+
+    async def watch(self, seen: Mapping[str, int], wait_s: float) -> tuple[list[Job], list[str]]:
+        """:meth:`changed_since` once it is not empty, or empty lists after ``wait_s`` seconds."""
+        changed, missing = self.changed_since(seen)
+        if changed or missing or wait_s <= 0 or self.closing:
+            return changed, missing
+        await self._wait_for_wakeup(seen, wait_s)
+        # Woken by a change (or the wait ended): list whatever differs now, which may be several jobs.
+        return self.changed_since(seen)
+
+    async def _wait_for_wakeup(self, job_ids: Iterable[str], wait_s: float) -> None:
+        """Sleep until :meth:`_changed` touches one of ``job_ids``, the service closes, or ``wait_s`` passes."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        for job_id in seen:
+        watched = list(job_ids)
+        for job_id in watched:
             self._waiters.setdefault(job_id, set()).add(waiter)
         try:
             await asyncio.wait_for(waiter, wait_s)
         except TimeoutError:
             pass
         finally:
-            for job_id in seen:
+            for job_id in watched:
                 waiters = self._waiters.get(job_id)
                 if waiters is not None:
                     waiters.discard(waiter)

@@ -13,7 +13,7 @@ from jobservice_provider.core.policy import PollPolicy, RetryPolicy
 from jobservice_provider.core.status import FAILURE, SUCCESS, JobStatus, parse_statuses
 from jobservice_provider.core.wait import DEFAULT_NOT_FOUND_GRACE, Outcome, WaitResult, WaitSpec, wait_for_job
 from jobservice_provider.core.watcher import shared_watcher
-from jobservice_provider.hooks.jobservice import JobServiceHook
+from jobservice_provider.hooks.jobservice import JobServiceHook, ashared_config
 
 # The trigger reports the deadline this long before Airflow's own trigger timeout would
 # fire, so the task resumes through execute_complete (which can cancel the job and raise
@@ -107,10 +107,14 @@ class JobStatusTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = JobServiceHook(self.jobservice_conn_id)
         try:
-            async with hook.async_client() as client, shared_watcher(client.config) as watcher:
-                result = await wait_for_job(client, self.wait_spec(), log=self.log, lookup=watcher.lookup)
+            config = await ashared_config(self.jobservice_conn_id)
+            async with shared_watcher(config) as watcher:
+                watcher.register(self.job_id)
+                try:
+                    result = await wait_for_job(watcher.client, self.wait_spec(), log=self.log, lookup=watcher.lookup)
+                finally:
+                    watcher.unregister(self.job_id)
         except JobServiceError as exc:
             result = WaitResult(Outcome.ERROR, self.job_id, None, str(exc), self.log_offset)
         self.log.info("Wait for job %s ended: %s", self.job_id, result.outcome.value)

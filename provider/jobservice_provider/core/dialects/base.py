@@ -85,13 +85,14 @@ class Dialect(abc.ABC):
     name: str = ""
     supports_batch_lookup: bool = False  # get_many exists
     supports_long_poll: bool = False  # get(wait_s=, seen=) blocks until the job changes
-    supports_batch_long_poll: bool = False  # get_many(wait_s=, seen=) blocks until any of the jobs changes
+    supports_watch: bool = False  # watch(seen, wait_s) blocks until any of many jobs changes
     supports_idempotent_submit: bool = False  # a repeated submit with the same key yields the same job
     supports_logs: bool = False  # logs exist at all
     supports_log_offsets: bool = False  # logs can be read from an offset (else the whole log every time)
     supports_progress: bool = False  # job records carry progress
     supports_list_filters: bool = False  # list_jobs filters by status/type/creation on the service
     max_batch: int = 100
+    max_watch: int = 0  # job ids one watch request may list
     # The service's status spelling -> ours; anything else is unknown (status None: keep waiting).
     status_map: Mapping[str, JobStatus] = {}
 
@@ -131,12 +132,20 @@ class Dialect(abc.ABC):
     @abc.abstractmethod
     def parse_job(self, response: HttpResponse) -> Job: ...
 
-    def get_many(self, job_ids: Sequence[str], *, wait_s: float | None = None, seen: Sequence[int] = ()) -> HttpRequest:
-        """A batch lookup; with ``wait_s`` and one ``seen`` version per id, a batch long-poll."""
+    def get_many(self, job_ids: Sequence[str]) -> HttpRequest:
+        """A batch lookup of up to ``max_batch`` ids."""
         raise NotImplementedError(f"the {self.name} dialect has no batch lookup")
 
     def parse_many(self, response: HttpResponse, job_ids: Sequence[str] = ()) -> tuple[list[Job], list[str]]:
         raise NotImplementedError(f"the {self.name} dialect has no batch lookup")
+
+    def watch(self, seen: Mapping[str, int], wait_s: float) -> HttpRequest:
+        """A request answered once any job's version differs from ``seen`` (or after ``wait_s``)."""
+        raise NotImplementedError(f"the {self.name} dialect has no watch")
+
+    def parse_watch(self, response: HttpResponse) -> tuple[list[Job], list[str]]:
+        """The changed jobs and the ids that no longer exist."""
+        raise NotImplementedError(f"the {self.name} dialect has no watch")
 
     @abc.abstractmethod
     def list_jobs(

@@ -662,9 +662,7 @@ class DeclarativeDialect(Dialect):
     def parse_job(self, response: HttpResponse) -> Job:
         return self._job_in(self._op("get"), "job", response)
 
-    def get_many(self, job_ids: Sequence[str], *, wait_s: float | None = None, seen: Sequence[int] = ()) -> HttpRequest:
-        if wait_s is not None:
-            raise InvalidRequestError("the declarative dialect has no batch long-poll")
+    def get_many(self, job_ids: Sequence[str]) -> HttpRequest:
         if not 0 < len(job_ids) <= self.max_batch:
             raise InvalidRequestError(f"a batch lookup takes 1 to {self.max_batch} job ids, got {len(job_ids)}")
         return self._op("get_many").request({"job_ids": list(job_ids)})

@@ -24,9 +24,10 @@ from jobservice_provider.core.http import HttpRequest, HttpResponse
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.status import JobStatus
 
-__all__ = ["MAX_BATCH", "TRANSIENT_STATUSES", "LogChunk", "NativeDialect", "Page", "parse_retry_after"]
+__all__ = ["MAX_BATCH", "MAX_WATCH", "TRANSIENT_STATUSES", "LogChunk", "NativeDialect", "Page", "parse_retry_after"]
 
 MAX_BATCH = 100
+MAX_WATCH = 10_000
 
 
 def _job_path(job_id: str, suffix: str = "") -> str:
@@ -39,13 +40,14 @@ class NativeDialect(Dialect):
     name = "native"
     supports_batch_lookup = True
     supports_long_poll = True
-    supports_batch_long_poll = True
+    supports_watch = True
     supports_idempotent_submit = True
     supports_logs = True
     supports_log_offsets = True
     supports_progress = True
     supports_list_filters = True
     max_batch = MAX_BATCH
+    max_watch = MAX_WATCH
     # Job.from_json maps the native spelling (case-insensitively) with this same table.
     status_map: Mapping[str, JobStatus] = {status.value: status for status in JobStatus}
 
@@ -73,15 +75,15 @@ class NativeDialect(Dialect):
             params = (("wait_s", f"{wait_s:g}"), ("seen", str(seen)))
         return HttpRequest("GET", _job_path(job_id), params=params)
 
-    def get_many(self, job_ids: Sequence[str], *, wait_s: float | None = None, seen: Sequence[int] = ()) -> HttpRequest:
+    def get_many(self, job_ids: Sequence[str]) -> HttpRequest:
         if not 0 < len(job_ids) <= MAX_BATCH:
             raise InvalidRequestError(f"a batch lookup takes 1 to {MAX_BATCH} job ids, got {len(job_ids)}")
-        params = [("id", j) for j in job_ids]
-        if wait_s is not None:
-            if len(seen) != len(job_ids):
-                raise InvalidRequestError(f"a batch long-poll needs one seen version per id ({len(job_ids)}), got {len(seen)}")
-            params += [("wait_s", f"{wait_s:g}"), *(("seen", str(v)) for v in seen)]
-        return HttpRequest("GET", "/v1/jobs", params=tuple(params))
+        return HttpRequest("GET", "/v1/jobs", params=tuple(("id", j) for j in job_ids))
+
+    def watch(self, seen: Mapping[str, int], wait_s: float) -> HttpRequest:
+        if not 0 < len(seen) <= MAX_WATCH:
+            raise InvalidRequestError(f"a watch takes 1 to {MAX_WATCH} job ids, got {len(seen)}")
+        return HttpRequest("POST", "/v1/watch", json={"seen": dict(seen), "wait_s": wait_s})
 
     def list_jobs(
         self,
@@ -125,6 +127,9 @@ class NativeDialect(Dialect):
         if not isinstance(jobs, list) or not isinstance(missing, list):
             raise MalformedResponseError(f"batch lookup: expected 'jobs' and 'missing' lists: {body_excerpt(response.body)}")
         return [Job.from_json(j, body=response.body) for j in jobs], [str(m) for m in missing]
+
+    def parse_watch(self, response: HttpResponse) -> tuple[list[Job], list[str]]:
+        return self.parse_many(response)
 
     def parse_page(self, response: HttpResponse) -> Page:
         data = response.json_object()

@@ -148,7 +148,7 @@ def run_one(sim: Simulator, kind: str, n: int, args: argparse.Namespace, log_dir
         f"--seed={args.seed}",
         f"--out={out}",
     ]
-    if kind == "ours" and args.ours_poll_policy:
+    if kind.startswith("ours") and args.ours_poll_policy:
         argv.append(f"--ours-poll-policy={args.ours_poll_policy}")
     if kind == "ours" and args.ours_conn_extra:
         argv.append(f"--ours-conn-extra={args.ours_conn_extra}")

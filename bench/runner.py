@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import gc
 import importlib
 import json
@@ -45,8 +46,33 @@ from typing import Any
 
 import psutil
 
-KINDS = ("ours", "http", "batch")
+# ours: JobStatusTrigger on the native API (batch lookups + the watch). ours-poll: the same
+# trigger on a connection whose declarative dialect speaks the same API without the watch
+# (what any service without one gets: jittered polls coalesced into batch lookups). floor:
+# Airflow's DateTimeTrigger firing at each job's finish time, which needs nothing from the
+# service: what the triggerer itself spends on a trigger, the least any wait can cost.
+KINDS = ("ours", "ours-poll", "http", "batch", "floor")
 CONN_OURS = "bench_jobservice"
+CONN_OURS_POLL = "bench_jobservice_poll"
+# The native v1 API as a declarative spec without the watch (docs/dialects.md).
+NATIVE_WITHOUT_WATCH = {
+    "name": "native v1 API, polled",
+    "operations": {
+        "submit": {"method": "POST", "path": "/v1/jobs", "body": {"type": "{job_type}", "params": "{params}"}},
+        "get": {"path": "/v1/jobs/{job_id}"},
+        "get_many": {"path": "/v1/jobs", "query": {"id": "{job_ids}"}, "jobs": "jobs", "max_batch": 100},
+    },
+    "record": {
+        "id": "id",
+        "status": "status",
+        "version": "version",
+        "progress": {"completed": "progress.completed", "total": "progress.total", "message": "progress.message"},
+        "created_at": "created_at",
+        "started_at": "started_at",
+        "finished_at": "finished_at",
+    },
+    "status_map": {status: status for status in ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLING", "CANCELLED")},
+}
 CONN_HTTP = "bench_http"
 CONN_AWS = "bench_aws"
 TOKEN = "bench-token"
@@ -74,6 +100,14 @@ def connection_env(sim_url: str, ours_extra: dict[str, Any] | None = None) -> di
         f"AIRFLOW_CONN_{CONN_OURS.upper()}": json.dumps(
             {"conn_type": "jobservice", "host": sim_url, "password": TOKEN, "extra": ours_extra or {}}
         ),
+        f"AIRFLOW_CONN_{CONN_OURS_POLL.upper()}": json.dumps(
+            {
+                "conn_type": "jobservice",
+                "host": sim_url,
+                "password": TOKEN,
+                "extra": {"dialect": "declarative", "dialect_options": NATIVE_WITHOUT_WATCH},
+            }
+        ),
         f"AIRFLOW_CONN_{CONN_HTTP.upper()}": json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"}),
         f"AIRFLOW_CONN_{CONN_AWS.upper()}": json.dumps(
             {
@@ -91,12 +125,18 @@ def connection_env(sim_url: str, ours_extra: dict[str, Any] | None = None) -> di
     }
 
 
-def make_trigger(kind: str, job_id: str, interval: float, ours_poll: dict[str, Any]) -> Any:
-    """A trigger as a deferring operator would create it."""
-    if kind == "ours":
+def make_trigger(kind: str, job_id: str, interval: float, ours_poll: dict[str, Any], finish: float | None = None) -> Any:
+    """A trigger as a deferring operator would create it (``finish``: the job's, for ``floor``)."""
+    if kind in ("ours", "ours-poll"):
         from jobservice_provider.triggers.jobservice import JobStatusTrigger
 
-        return JobStatusTrigger(job_id=job_id, jobservice_conn_id=CONN_OURS, poll_policy={"interval": interval, **ours_poll})
+        conn_id = CONN_OURS if kind == "ours" else CONN_OURS_POLL
+        return JobStatusTrigger(job_id=job_id, jobservice_conn_id=conn_id, poll_policy={"interval": interval, **ours_poll})
+    if kind == "floor":
+        import pendulum
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+        return DateTimeTrigger(moment=pendulum.from_timestamp(finish if finish is not None else time.time()))
     if kind == "http":
         from airflow.providers.http.triggers.http import HttpSensorTrigger
 
@@ -120,11 +160,28 @@ def rebuild(trigger: Any) -> Any:
     classpath, kwargs = trigger.serialize()
     module, _, name = classpath.rpartition(".")
     cls = getattr(importlib.import_module(module), name)
-    return cls(**json.loads(json.dumps(kwargs)))
+    return cls(**json.loads(json.dumps(kwargs, default=_encode_datetime), object_hook=_decode_datetime))
+
+
+def _encode_datetime(value: Any) -> Any:
+    """Datetimes survive the round trip as Airflow's serializer keeps them: tagged."""
+    if isinstance(value, datetime.datetime):
+        return {"__datetime__": value.isoformat()}
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _decode_datetime(value: dict[str, Any]) -> Any:
+    if set(value) == {"__datetime__"}:
+        import pendulum
+
+        return pendulum.parse(value["__datetime__"])
+    return value
 
 
 def event_ok(kind: str, payload: Any, job_id: str) -> bool:
-    if kind == "ours":
+    if kind == "floor":
+        return payload is not None
+    if kind in ("ours", "ours-poll"):
         return isinstance(payload, dict) and payload.get("status") == "success" and payload.get("job_id") == job_id
     if kind == "http":
         return payload is True
@@ -200,6 +257,30 @@ class Heartbeat:
                 self.per_second[second] = max(self.per_second[second], late)
 
 
+class GcPauses:
+    """Every garbage collection during the run and how long it held the process (all threads wait)."""
+
+    def __init__(self) -> None:
+        self.started: float | None = None
+        self.pauses: list[tuple[int, float]] = []  # (generation, seconds)
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        elif self.started is not None:
+            self.pauses.append((info["generation"], time.perf_counter() - self.started))
+            self.started = None
+
+    def summary(self) -> dict[str, Any]:
+        full = [seconds for generation, seconds in self.pauses if generation == 2]
+        return {
+            "gc_collections": len(self.pauses),
+            "gc_full_collections": len(full),
+            "gc_max_pause": max((seconds for _, seconds in self.pauses), default=0.0),
+            "gc_full_max_pause": max(full, default=0.0),
+        }
+
+
 async def run_one(kind: str, trigger: Any, record: WaitRecord, heartbeat: Heartbeat | None = None) -> None:
     """What ``TriggerRunner.run_trigger`` does with one trigger, minus the database."""
     import greenback
@@ -253,17 +334,27 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     sampler = RssSampler()
     sampler.start()
 
+    def build(finish: dict[str, float] | None = None) -> list[Any]:
+        return [
+            rebuild(make_trigger(args.kind, job_id, args.interval, ours_poll, finish[job_id] if finish else None))
+            for job_id in ids
+        ]
+
     cpu_build0 = time.process_time()
-    triggers = [rebuild(make_trigger(args.kind, job_id, args.interval, ours_poll)) for job_id in ids]
-    cpu_build = time.process_time() - cpu_build0
+    triggers = build() if args.kind != "floor" else []
     records = [WaitRecord(job_id) for job_id in ids]
 
     load_before = os.getloadavg()
     started = sim_call(sim, "/_bench/start", {"finish_min": args.finish_min, "finish_max": args.finish_max, "seed": args.seed})
     t0 = started["t0"]
+    if args.kind == "floor":  # it waits for the finish times themselves, known only now
+        triggers = build(sim_call(sim, "/_bench/stats")["finish"])
+    cpu_build = time.process_time() - cpu_build0
     cpu0, wall0 = time.process_time(), time.monotonic()
     threads0 = threading.active_count()
 
+    gc_pauses = GcPauses()
+    gc.callbacks.append(gc_pauses)
     stop = asyncio.Event()
     heartbeat = Heartbeat()
     beat_task = asyncio.create_task(heartbeat.run(stop, t0, args.n))
@@ -279,6 +370,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     _, pending = await asyncio.wait(tasks, timeout=bound)
     cpu = time.process_time() - cpu0
     wall = time.monotonic() - wall0
+    gc.callbacks.remove(gc_pauses)
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
@@ -302,7 +394,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     n = args.n
     wm = wait_minutes or float("nan")
     pool_size = None
-    if args.kind == "ours":
+    if args.kind in ("ours", "ours-poll"):
         from jobservice_provider.core import sessions
 
         pool_size = getattr(sessions, "DEFAULT_CONNECTION_LIMIT", None)
@@ -314,7 +406,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "python": sys.version.split()[0],
         "provider_src": args.provider_src,
-        "ours_poll_policy": ours_poll if args.kind == "ours" else None,
+        "ours_poll_policy": ours_poll if args.kind.startswith("ours") else None,
         "ours_conn_extra": json.loads(args.ours_conn_extra) if args.kind == "ours" and args.ours_conn_extra else None,
         "t0": t0,
         "wall_seconds": wall,
@@ -362,6 +454,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "loop_stalls_over_0_2s_steady": heartbeat.stalls_steady,
         "loop_stalls_over_0_2s": heartbeat.stalls,
         "loop_lag_per_second": [round(v, 4) for v in heartbeat.per_second],
+        **gc_pauses.summary(),
+        "gc_frozen_objects": gc.get_freeze_count(),
         "loadavg_before": load_before,
         "loadavg_after": load_after,
         "timed_out": len(pending),

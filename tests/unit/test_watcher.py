@@ -83,9 +83,9 @@ async def test_a_wait_polling_faster_than_the_window_keeps_its_pace() -> None:
 async def test_a_cancelled_wait_leaves_the_others_alone_and_unknown_ids_fail_alone() -> None:
     client = FakeBatchClient()
     watcher = await started_watcher(client)
-    leaving = asyncio.create_task(watcher.lookup("leaving", 1.0))
-    staying = asyncio.create_task(watcher.lookup("staying", 1.0))
-    gone = asyncio.create_task(watcher.lookup("gone-1", 1.0))
+    leaving = watcher.lookup("leaving", 1.0)
+    staying = watcher.lookup("staying", 1.0)
+    gone = watcher.lookup("gone-1", 1.0)
     await asyncio.sleep(0.01)
     leaving.cancel()
     assert (await staying).id == "staying"
@@ -156,7 +156,7 @@ async def test_a_held_check_is_not_polled_and_is_answered_when_the_watch_reports
     watcher.register("j1")
     first = await watcher.lookup("j1", 0.0, True)  # the first look is always a lookup
     assert first.version == 1 and client.batches == [["j1"]]
-    held = asyncio.create_task(watcher.lookup("j1", 0.05, True))
+    held = watcher.lookup("j1", 0.05, True)
     await asyncio.sleep(0.5)  # ten times the delay: a polled check would have been answered
     assert not held.done() and client.batches == [["j1"]] and client.watches == [{"j1": 1}]
     client.answers.put_nowait(([Job.from_json({"id": "j1", "status": "SUCCEEDED", "version": 2})], []))
@@ -170,7 +170,7 @@ async def test_a_failing_watch_sends_held_checks_back_to_polling() -> None:
     watcher = await watching_watcher(client)
     watcher.register("j1")
     await watcher.lookup("j1", 0.0, True)
-    held = asyncio.create_task(watcher.lookup("j1", 0.05, True))
+    held = watcher.lookup("j1", 0.05, True)
     await asyncio.sleep(0.2)
     assert not held.done()
     client.answers.put_nowait(PermanentError("HTTP 404: no such route"))

@@ -13,7 +13,7 @@ from jobservice_provider.core.errors import MalformedResponseError, body_excerpt
 from jobservice_provider.core.status import JobStatus
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Progress:
     """How far a job has come, as the service reports it."""
 
@@ -33,7 +33,7 @@ class Progress:
         return " ".join(parts)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class RemoteError:
     """The error the service recorded for a failed or cancelled job."""
 
@@ -44,7 +44,7 @@ class RemoteError:
         return f"{self.type}: {self.message}"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Job:
     """One remote job.
 

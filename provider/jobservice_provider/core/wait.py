@@ -188,23 +188,20 @@ async def wait_for_job(
     job_id = spec.job_id
     started = clock()
     last: Job | None = None
-    streak = FailureStreak(spec.retry, clock, rand)
+    # Made when first needed: a triggerer keeps thousands of these frames alive at once.
+    streak: FailureStreak | None = None
+    unknown_logged: set[str] | None = None
     follower = LogFollower(client, job_id, spec.log_offset, logger) if spec.follow_logs else None
-    unknown_logged: set[str] = set()
     delay = 0.0 if check_now else spec.poll.first_delay(rand)
     hold = follower is None
-
-    def result(outcome: Outcome, message: str) -> WaitResult:
-        return WaitResult(outcome, job_id, last, message, follower.offset if follower else spec.log_offset)
 
     while True:
         remaining: float | None = None
         if spec.deadline is not None:
             remaining = spec.deadline - clock()
             if remaining <= 0:
-                return result(
-                    Outcome.TIMEOUT, f"Deadline reached while job {job_id} was {last.raw_status if last else 'unknown'}"
-                )
+                message = f"Deadline reached while job {job_id} was {last.raw_status if last else 'unknown'}"
+                return _result(Outcome.TIMEOUT, message, spec, last, follower)
             if lookup is None and delay >= remaining:
                 await sleep(remaining)  # the next check would come too late: report the timeout
                 continue
@@ -223,9 +220,10 @@ async def wait_for_job(
                     await sleep(delay)
                 job = await client.get_job(job_id)
         except TransientError as exc:
+            streak = streak or FailureStreak(spec.retry, clock, rand)
             next_delay = streak.next_delay(exc)
             if next_delay is None:
-                return result(Outcome.ERROR, streak.exhausted_message(f"Job {job_id}", exc))
+                return _result(Outcome.ERROR, streak.exhausted_message(f"Job {job_id}", exc), spec, last, follower)
             delay = next_delay
             logger.warning("Job %s: transient error (%s); retrying in %.1fs", job_id, exc, delay)
             continue
@@ -234,14 +232,15 @@ async def wait_for_job(
                 delay = spec.poll.next_delay(0.0, rand)
                 logger.info("Job %s not found yet; checking again in %.1fs", job_id, delay)
                 continue
-            return result(Outcome.ERROR, str(exc))
+            return _result(Outcome.ERROR, str(exc), spec, last, follower)
         except JobServiceError as exc:
-            return result(Outcome.ERROR, str(exc))
+            return _result(Outcome.ERROR, str(exc), spec, last, follower)
 
-        streak.reset()
+        streak = None  # the failures, if any, are over
         if last is None or (job.raw_status, job.progress, job.error) != (last.raw_status, last.progress, last.error):
             logger.info("%s", describe(job))
-        if job.status is None and job.raw_status not in unknown_logged:
+        if job.status is None and job.raw_status not in (unknown_logged or ()):
+            unknown_logged = unknown_logged or set()
             unknown_logged.add(job.raw_status)
             logger.warning("Job %s has status %r, which we do not know; still waiting", job_id, job.raw_status)
         last = job
@@ -250,13 +249,17 @@ async def wait_for_job(
 
         match verdict(job.status, spec.targets, spec.failures):
             case WaitVerdict.DONE:
-                return result(Outcome.SUCCESS, describe(job))
+                return _result(Outcome.SUCCESS, describe(job), spec, last, follower)
             case WaitVerdict.FAILED:
-                return result(Outcome.FAILED, describe(job))
+                return _result(Outcome.FAILED, describe(job), spec, last, follower)
         born = job.started_at or job.created_at
         age = max(0.0, clock() - born.timestamp()) if born else clock() - started
         delay = spec.poll.next_delay(age, rand)
         logger.debug("Job %s still %s; next check in %.1fs", job_id, job.raw_status, delay)
+
+
+def _result(outcome: Outcome, message: str, spec: WaitSpec, last: Job | None, follower: LogFollower | None) -> WaitResult:
+    return WaitResult(outcome, spec.job_id, last, message, follower.offset if follower else spec.log_offset)
 
 
 async def retry_transient(

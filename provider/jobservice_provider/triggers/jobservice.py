@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -23,6 +24,32 @@ DEADLINE_MARGIN = 2.0
 ON_KILL_BUDGET = 25.0
 DEFAULT_TARGETS = tuple(sorted(status.value for status in SUCCESS))
 DEFAULT_FAILURES = tuple(sorted(status.value for status in FAILURE))
+_P = TypeVar("_P", PollPolicy, RetryPolicy)
+
+
+@functools.lru_cache(maxsize=256)
+def _shared_statuses(values: tuple[str, ...]) -> frozenset[JobStatus]:
+    return parse_statuses(values)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_poll_policy(items: tuple[tuple[str, Any], ...]) -> PollPolicy:
+    return PollPolicy.from_dict(dict(items))
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_retry_policy(items: tuple[tuple[str, Any], ...]) -> RetryPolicy:
+    return RetryPolicy.from_dict(dict(items))
+
+
+def _shared_policy(cls: type[_P], settings: dict[str, Any] | None) -> _P:
+    items = tuple(sorted((settings or {}).items()))
+    try:
+        hash(items)
+    except TypeError:
+        return cls.from_dict(settings)  # not a plain setting: the policy names the problem
+    cached: Any = _cached_poll_policy(items) if cls is PollPolicy else _cached_retry_policy(items)
+    return cast(_P, cached)
 
 
 class JobStatusTrigger(BaseTrigger):
@@ -67,44 +94,38 @@ class JobStatusTrigger(BaseTrigger):
         super().__init__()  # type: ignore[no-untyped-call]
         self.job_id = job_id
         self.jobservice_conn_id = jobservice_conn_id
-        self.target_statuses = sorted(s.value for s in parse_statuses(target_statuses))
-        self.failure_statuses = sorted(s.value for s in parse_statuses(failure_statuses))
-        self.poll_policy = PollPolicy.from_dict(poll_policy).to_dict()
-        self.retry_policy = RetryPolicy.from_dict(retry_policy).to_dict()
         self.deadline = deadline
-        self.not_found_grace = not_found_grace
         self.cancel_on_kill = cancel_on_kill
-        self.follow_logs = follow_logs
-        self.log_offset = log_offset
+        # A triggerer holds thousands of these, mostly with the same settings: the parsed
+        # statuses and policies are shared, immutable objects (see _shared below).
+        self.spec = WaitSpec(
+            job_id=job_id,
+            targets=_shared_statuses(tuple(target_statuses)),
+            failures=_shared_statuses(tuple(failure_statuses)),
+            poll=_shared_policy(PollPolicy, poll_policy),
+            retry=_shared_policy(RetryPolicy, retry_policy),
+            deadline=None if deadline is None else deadline - DEADLINE_MARGIN,
+            not_found_grace=not_found_grace,
+            follow_logs=follow_logs,
+            log_offset=log_offset,
+        )
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         cls = type(self)
+        spec = self.spec
         return f"{cls.__module__}.{cls.__qualname__}", {
             "job_id": self.job_id,
             "jobservice_conn_id": self.jobservice_conn_id,
-            "target_statuses": list(self.target_statuses),
-            "failure_statuses": list(self.failure_statuses),
-            "poll_policy": dict(self.poll_policy),
-            "retry_policy": dict(self.retry_policy),
+            "target_statuses": sorted(s.value for s in spec.targets),
+            "failure_statuses": sorted(s.value for s in spec.failures),
+            "poll_policy": spec.poll.to_dict(),
+            "retry_policy": spec.retry.to_dict(),
             "deadline": self.deadline,
-            "not_found_grace": self.not_found_grace,
+            "not_found_grace": spec.not_found_grace,
             "cancel_on_kill": self.cancel_on_kill,
-            "follow_logs": self.follow_logs,
-            "log_offset": self.log_offset,
+            "follow_logs": spec.follow_logs,
+            "log_offset": spec.log_offset,
         }
-
-    def wait_spec(self) -> WaitSpec:
-        return WaitSpec(
-            job_id=self.job_id,
-            targets=frozenset(JobStatus(s) for s in self.target_statuses),
-            failures=frozenset(JobStatus(s) for s in self.failure_statuses),
-            poll=PollPolicy.from_dict(self.poll_policy),
-            retry=RetryPolicy.from_dict(self.retry_policy),
-            deadline=None if self.deadline is None else self.deadline - DEADLINE_MARGIN,
-            not_found_grace=self.not_found_grace,
-            follow_logs=self.follow_logs,
-            log_offset=self.log_offset,
-        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
@@ -112,12 +133,14 @@ class JobStatusTrigger(BaseTrigger):
             async with shared_watcher(config) as watcher:
                 watcher.register(self.job_id)
                 try:
-                    result = await wait_for_job(watcher.client, self.wait_spec(), log=self.log, lookup=watcher.lookup)
+                    result = await wait_for_job(watcher.client, self.spec, log=self.log, lookup=watcher.lookup)
                 finally:
                     watcher.unregister(self.job_id)
         except JobServiceError as exc:
-            result = WaitResult(Outcome.ERROR, self.job_id, None, str(exc), self.log_offset)
-        self.log.info("Wait for job %s ended: %s", self.job_id, result.outcome.value)
+            result = WaitResult(Outcome.ERROR, self.job_id, None, str(exc), self.spec.log_offset)
+        if result.outcome in (Outcome.TIMEOUT, Outcome.ERROR):
+            # (A job that ended was just logged with its status line.)
+            self.log.info("Wait for job %s ended: %s: %s", self.job_id, result.outcome.value, result.message)
         yield TriggerEvent(result.to_event())
 
     async def on_kill(self) -> None:

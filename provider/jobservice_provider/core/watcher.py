@@ -343,10 +343,10 @@ def _keep_collector_off_loaded_heap() -> None:
 
     A triggerer's heap is mostly Airflow's imported modules and their objects, which live as
     long as the process. Thousands of waits allocate enough to make full collections
-    frequent, and each one walks that whole heap with the event loop stopped (100–300 ms
-    measured here). ``gc.freeze()`` leaves those long-lived objects out of every later pass,
-    so a full collection costs in proportion to what came after. (What was garbage at this
-    moment stays allocated: a one-time cost.)
+    frequent, and each one walks that whole heap with the event loop stopped (about 220,000
+    objects, 120–160 ms per pass, measured here). ``gc.freeze()`` leaves those long-lived
+    objects out of every later pass, so a full collection costs in proportion to what came
+    after. (What was garbage at this moment stays allocated: a one-time cost.)
     """
     global _collector_kept_off_loaded_heap
     if not _collector_kept_off_loaded_heap:

@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import report
 from run_all import Simulator, _version, snapshot_provider, source_digest
-from runner import KINDS, connection_env, make_trigger, percentile, sim_call
+from runner import connection_env, make_trigger, percentile, sim_call
 
 BENCH = Path(__file__).resolve().parent
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -407,7 +407,7 @@ def left_states(db: Path, kind: str) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=200)
-    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=["ours"])
+    parser.add_argument("--kinds", nargs="+", choices=sorted(SENSOR), default=["ours"])
     parser.add_argument("--interval", type=float, default=5.0)
     parser.add_argument("--finish-window", nargs=2, type=float, default=[30.0, 90.0], metavar=("MIN", "MAX"))
     parser.add_argument("--seed", type=int, default=1)
@@ -418,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         "--provider-src", default=None, help="import jobservice_provider from this source root (default: a snapshot of provider/)"
     )
     parser.add_argument("--update-docs", action="store_true")
-    parser.add_argument("--seed-kind", choices=KINDS, help=argparse.SUPPRESS)
+    parser.add_argument("--seed-kind", choices=sorted(SENSOR), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.seed_kind:
         seed(args.seed_kind, args.interval)

@@ -86,6 +86,15 @@ def test_simulator_speaks_native_http_and_batch(simulator: str) -> None:
     assert time.monotonic() - started < 5
     assert _call(simulator, f"/http/jobs/{ids[0]}") == {"status": "SUCCEEDED"}
 
+    # The watch: only the jobs whose version differs from the caller's (held until there is one),
+    # and at once the ids that do not exist.
+    started = time.monotonic()
+    changed = _call(simulator, "/v1/watch", {"seen": {ids[0]: 3, ids[1]: 2}, "wait_s": 10}, headers=auth)
+    assert [(j["id"], j["status"], j["version"]) for j in changed["jobs"]] == [(ids[1], "SUCCEEDED", 3)]
+    assert changed["missing"] == [] and time.monotonic() - started < 5
+    gone = _call(simulator, "/v1/watch", {"seen": {ids[0]: 3, "j_unknown": 2}, "wait_s": 10}, headers=auth)
+    assert gone == {"jobs": [], "missing": ["j_unknown"]}
+
     stats = _call(simulator, "/_bench/stats")
     assert stats["requests"] == {
         "native_get": 1,
@@ -95,17 +104,20 @@ def test_simulator_speaks_native_http_and_batch(simulator: str) -> None:
         "batch_describe": 1,
         "batch_describe_ids": 1,
         "native_longpoll": 1,
+        "native_watch": 2,
+        "native_watch_ids": 4,
     }
     # Every urllib call above is its own connection; the stats call itself is not counted.
-    assert stats["tcp_connections"] == 7
+    assert stats["tcp_connections"] == 9
     assert set(stats["finish"]) == set(ids)
 
 
 def test_quick_run_of_ours_and_http(tmp_path: Path) -> None:
     _needs_http_provider()
     results, plot = tmp_path / "quick.json", tmp_path / "quick.png"
+    kinds = ["ours", "ours-poll", "http", "floor"]
     proc = subprocess.run(
-        [sys.executable, "bench/run_all.py", "--quick", "--kinds", "ours", "http", f"--results={results}", f"--plot={plot}"],
+        [sys.executable, "bench/run_all.py", "--quick", "--kinds", *kinds, f"--results={results}", f"--plot={plot}"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -115,21 +127,35 @@ def test_quick_run_of_ours_and_http(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(results.read_text())
     by_kind = {r["kind"]: r for r in doc["results"]}
-    assert set(by_kind) == {"ours", "http"}
+    assert set(by_kind) == set(kinds)
     for kind, r in by_kind.items():
         n = r["n"]
         assert r["waits_exactly_one_event"] == n, (kind, r)
         assert (r["waits_wrong_payload"], r["waits_errored"], r["timed_out"]) == (0, 0, 0), (kind, r)
         assert r["events_per_wait_min"] == r["events_per_wait_max"] == 1
-        assert r["requests_total"] >= n and r["tcp_connections"] > 0, (kind, r)
         assert r["cpu_seconds"] > 0 and r["wait_minutes"] > 0
         # Latency is event time minus the simulator's finish time: never negative, bounded by the poll.
         assert 0 <= r["latency_min"] <= r["latency_p50"] <= r["latency_p99"] <= r["latency_max"], (kind, r)
         assert r["latency_max"] < 10 * r["interval"]
         assert r["loop_lag_per_second"] and r["loop_max_lag"] >= 0
         assert r["rss_peak_bytes"] >= r["rss_baseline_bytes"] > 0
-    http = by_kind["http"]
-    # HttpSensorTrigger opens a new ClientSession per poll: the counter must see about one connection per request.
-    assert http["tcp_connections"] >= 0.9 * http["requests_total"]
-    assert "| 20 | JobStatusTrigger (ours) |" in proc.stdout and "HttpSensorTrigger ÷ ours" in proc.stdout
+        assert r["gc_collections"] >= r["gc_full_collections"] >= 0 and r["gc_max_pause"] >= r["gc_full_max_pause"] >= 0
+    n = by_kind["http"]["n"]
+    http, ours, polling, floor = by_kind["http"], by_kind["ours"], by_kind["ours-poll"], by_kind["floor"]
+    # HttpSensorTrigger asks once per wait and poll; it opens a new ClientSession per poll: the
+    # counter must see about one connection per request.
+    assert http["requests_total"] >= n and http["tcp_connections"] >= 0.9 * http["requests_total"], http
+    # Ours coalesces its checks into batch lookups and then waits on the watch: a fraction of
+    # HttpSensorTrigger's one request per wait and poll (at this tiny N, ~15 against ~100).
+    assert 0 < 2 * ours["requests_total"] < http["requests_total"] and ours["requests"].get("native_watch", 0) > 0, ours
+    assert ours["tcp_connections"] > 0, ours
+    # Polling: batch lookups only, never the watch.
+    assert polling["requests_total"] > 0 and set(polling["requests"]) == {"native_batch"}, polling
+    assert polling["tcp_connections"] > 0, polling
+    # The floor waits for the clock alone.
+    assert not any(kind.startswith("native") for kind in floor["requests"]) and floor["requests_total"] == 0, floor
+    assert "| 20 | JobStatusTrigger (ours) |" in proc.stdout and "| 20 | JobStatusTrigger (ours, polling) |" in proc.stdout
+    assert "| 20 | DateTimeTrigger (floor: the triggerer's own cost) |" in proc.stdout
+    assert "HttpSensorTrigger ÷ ours |" in proc.stdout and "HttpSensorTrigger ÷ ours (polling) |" in proc.stdout
+    assert "N=20, ours (polling): latency p99" in proc.stdout and "(floor: DateTimeTrigger needs" in proc.stdout
     assert plot.stat().st_size > 20_000

@@ -307,15 +307,18 @@ class Watcher:
                 self.requests_sent += 1
                 changed, missing = await self.client.watch(seen, wait_s)
             except JobServiceError as exc:
+                if self._watch_ok:  # once per outage, not on every retry
+                    log.warning("Watching %d jobs failed (%s); polling them until the watch works again", len(seen), exc)
                 self._watch_ok = False
                 for entry in self._jobs.values():
                     self._release(entry)
                 if isinstance(exc, TransientError):
                     await asyncio.sleep(exc.retry_after if exc.retry_after is not None else TRANSIENT_PAUSE)
                 else:
-                    log.warning("Watching %d jobs failed (%s); polling them instead for a while", len(seen), exc)
                     await asyncio.sleep(WATCH_SECONDS)
                 continue
+            if not self._watch_ok:
+                log.info("Watching %d jobs works again", len(seen))
             self._watch_ok = True
             self._next_watch_by = self._loop.time() + WATCH_GAP
             for job in changed:

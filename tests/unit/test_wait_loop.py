@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Iterable
 
 import pytest
 
+from jobservice_provider.core.dialects import LogChunk
 from jobservice_provider.core.errors import AuthenticationError, JobNotFoundError, TransientError
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.policy import PollPolicy, RetryPolicy
@@ -192,3 +195,31 @@ def test_retry_after_as_seconds_or_http_date() -> None:
     assert parse_retry_after("3") == 3.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now=1445412480.0) == 30.0
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+class LogsOnly:
+    """A client for a wait whose status checks go to ``lookup``: it only serves the remote log."""
+
+    async def get_logs(self, job_id: str, offset: int = 0) -> LogChunk:
+        return LogChunk("", offset, offset, False)
+
+
+async def test_a_check_the_watcher_may_hold_is_still_bounded_by_the_deadline() -> None:
+    asked: list[bool] = []
+
+    def lookup(job_id: str, delay: float, hold: bool) -> asyncio.Future[Job]:
+        asked.append(hold)
+        answer: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
+        if len(asked) == 1:
+            answer.set_result(Job.from_json({"id": job_id, "status": "RUNNING"}))
+        return answer  # later checks: never answered, like a watch that sees no change
+
+    started = time.monotonic()
+    spec = WaitSpec(job_id="j_1", poll=PollPolicy(interval=60.0), deadline=time.time() + 0.5)
+    result = await wait_for_job(LogsOnly(), spec, check_now=True, lookup=lookup)  # type: ignore[arg-type]
+    assert result.outcome is Outcome.TIMEOUT and 0.45 < time.monotonic() - started < 2.0
+    assert asked == [True, True]  # a status-only wait lets the watcher hold its checks
+    asked.clear()
+    spec = WaitSpec(job_id="j_1", poll=PollPolicy(interval=60.0), deadline=time.time() + 0.2, follow_logs=True)
+    result = await wait_for_job(LogsOnly(), spec, check_now=True, lookup=lookup)  # type: ignore[arg-type]
+    assert result.outcome is Outcome.TIMEOUT and asked == [False, False]  # the log needs regular checks

@@ -115,6 +115,10 @@ async def test_one_watcher_per_service_per_loop_closed_after_the_last_user() -> 
         other = ServiceConfig(base_url="http://127.0.0.1:10", conn_id="other")
         async with shared_watcher(other) as third:
             assert third is not first
+        # The connection read again with a new token: the same watcher sends it from now on.
+        rotated = ServiceConfig(base_url="http://127.0.0.1:9", conn_id="fake", token="rotated-token")
+        async with shared_watcher(rotated) as fourth:
+            assert fourth is first and first.client.config.token == "rotated-token"
     assert first._task is not None and first._task.done()
 
 

@@ -109,12 +109,17 @@ class Watcher:
 
     async def open(self) -> None:
         """Take the service's shared session and start watching."""
-        session = await self._resources.enter_async_context(shared_session(self.config))
-        self.client = JobServiceClient(self.config, session=session)
+        self._session = await self._resources.enter_async_context(shared_session(self.config))
+        self.client = JobServiceClient(self.config, session=self._session)
         self._task = asyncio.create_task(self._run(), name=f"jobservice watcher {self.config.base_url}")
         if self.client.dialect.supports_watch:
             self._watch_ok = True
             self._watch_task = asyncio.create_task(self._watch(), name=f"jobservice watch {self.config.base_url}")
+
+    def adopt(self, config: ServiceConfig) -> None:
+        """Use a newer read of the same connection (a rotated token, say) from the next request on."""
+        self.config = config
+        self.client = JobServiceClient(config, session=self._session)
 
     def register(self, job_id: str) -> None:
         """A wait on ``job_id`` begins: keep the job in the watch until it ends."""
@@ -377,6 +382,10 @@ async def shared_watcher(config: ServiceConfig) -> AsyncIterator[Watcher]:
         _keep_collector_off_loaded_heap()
         registered = _watchers[key] = _Registered(Watcher(config))
         await registered.watcher.open()
+    elif registered.watcher.config is not config and registered.watcher.config != config:
+        # A watcher in a busy triggerer may never see its last user leave: it follows the
+        # connection as new waits read it, or a rotated token would never reach it.
+        registered.watcher.adopt(config)
     registered.users += 1
     try:
         yield registered.watcher

@@ -287,7 +287,9 @@ async def run_one(kind: str, trigger: Any, record: WaitRecord, heartbeat: Heartb
 
     loop = asyncio.get_running_loop()
     try:
-        await greenback.ensure_portal()
+        # As TriggerRunner.run_trigger: a portal for every trigger unless the triggerer was told not to.
+        if os.environ.get("AIRFLOW_DISABLE_GREENBACK_PORTAL", "").lower() != "true":
+            await greenback.ensure_portal()
         gen = trigger.run()
         if heartbeat is not None:
             heartbeat.started += 1
@@ -405,6 +407,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "finish_window": [args.finish_min, args.finish_max],
         "seed": args.seed,
         "python": sys.version.split()[0],
+        "greenback_portal": os.environ.get("AIRFLOW_DISABLE_GREENBACK_PORTAL", "").lower() != "true",
         "provider_src": args.provider_src,
         "ours_poll_policy": ours_poll if args.kind.startswith("ours") else None,
         "ours_conn_extra": json.loads(args.ours_conn_extra) if args.kind == "ours" and args.ours_conn_extra else None,

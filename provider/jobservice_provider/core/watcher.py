@@ -245,18 +245,18 @@ class Watcher:
                 return
         for job in jobs:
             self._deliver(job)
-        for job_id in missing:
-            self._fail_job(job_id, JobNotFoundError(job_id, f"Job {job_id} not found"))
+        not_found = {job_id: JobNotFoundError(job_id, f"Job {job_id} not found") for job_id in missing}
+        for job_id, error in not_found.items():
+            self._fail_job(job_id, error)
         by_id = {job.id: job for job in jobs}
-        absent = set(missing)
         for check in checks:  # those not registered with a job entry
             if check.answer.done():
                 continue
             found = by_id.get(check.job_id)
             if found is not None:
                 check.answer.set_result(found)
-            elif check.job_id in absent:
-                check.answer.set_exception(JobNotFoundError(check.job_id, f"Job {check.job_id} not found"))
+            elif check.job_id in not_found:
+                check.answer.set_exception(not_found[check.job_id])
             else:
                 check.answer.set_exception(JobServiceError(f"Job {check.job_id}: the batch lookup did not mention it"))
 

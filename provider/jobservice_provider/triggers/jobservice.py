@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import AsyncIterator, Iterable
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -24,32 +24,25 @@ DEADLINE_MARGIN = 2.0
 ON_KILL_BUDGET = 25.0
 DEFAULT_TARGETS = tuple(sorted(status.value for status in SUCCESS))
 DEFAULT_FAILURES = tuple(sorted(status.value for status in FAILURE))
-_P = TypeVar("_P", PollPolicy, RetryPolicy)
+Settings = tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, Any], ...], tuple[tuple[str, Any], ...]]
+Parsed = tuple[frozenset[JobStatus], frozenset[JobStatus], PollPolicy, RetryPolicy]
 
 
-@functools.lru_cache(maxsize=256)
-def _shared_statuses(values: tuple[str, ...]) -> frozenset[JobStatus]:
-    return parse_statuses(values)
+def _parse_settings(targets: tuple[str, ...], failures: tuple[str, ...], poll: Any, retry: Any) -> Parsed:
+    return parse_statuses(targets), parse_statuses(failures), PollPolicy.from_dict(dict(poll)), RetryPolicy.from_dict(dict(retry))
 
 
-@functools.lru_cache(maxsize=256)
-def _cached_poll_policy(items: tuple[tuple[str, Any], ...]) -> PollPolicy:
-    return PollPolicy.from_dict(dict(items))
+# A triggerer holds thousands of triggers, mostly with the same settings: the parsed statuses
+# and policies are immutable, so triggers with equal settings share one parsed copy.
+_shared_settings = functools.lru_cache(maxsize=256)(_parse_settings)
 
 
-@functools.lru_cache(maxsize=256)
-def _cached_retry_policy(items: tuple[tuple[str, Any], ...]) -> RetryPolicy:
-    return RetryPolicy.from_dict(dict(items))
-
-
-def _shared_policy(cls: type[_P], settings: dict[str, Any] | None) -> _P:
-    items = tuple(sorted((settings or {}).items()))
+def _parsed(settings: Settings) -> Parsed:
     try:
-        hash(items)
+        hash(settings)
     except TypeError:
-        return cls.from_dict(settings)  # not a plain setting: the policy names the problem
-    cached: Any = _cached_poll_policy(items) if cls is PollPolicy else _cached_retry_policy(items)
-    return cast(_P, cached)
+        return _parse_settings(*settings)  # not a plain setting: parsing names the problem
+    return _shared_settings(*settings)
 
 
 class JobStatusTrigger(BaseTrigger):
@@ -96,14 +89,20 @@ class JobStatusTrigger(BaseTrigger):
         self.jobservice_conn_id = jobservice_conn_id
         self.deadline = deadline
         self.cancel_on_kill = cancel_on_kill
-        # A triggerer holds thousands of these, mostly with the same settings: the parsed
-        # statuses and policies are shared, immutable objects (see _shared below).
+        targets, failures, poll, retry = _parsed(
+            (
+                tuple(target_statuses),
+                tuple(failure_statuses),
+                tuple(sorted((poll_policy or {}).items())),
+                tuple(sorted((retry_policy or {}).items())),
+            )
+        )
         self.spec = WaitSpec(
             job_id=job_id,
-            targets=_shared_statuses(tuple(target_statuses)),
-            failures=_shared_statuses(tuple(failure_statuses)),
-            poll=_shared_policy(PollPolicy, poll_policy),
-            retry=_shared_policy(RetryPolicy, retry_policy),
+            targets=targets,
+            failures=failures,
+            poll=poll,
+            retry=retry,
             deadline=None if deadline is None else deadline - DEADLINE_MARGIN,
             not_found_grace=not_found_grace,
             follow_logs=follow_logs,

@@ -55,10 +55,7 @@ def owner(traceback: tracemalloc.Traceback) -> str:
 async def measure(kind: str, n: int, sim_url: str) -> dict[str, float]:
     setup = runner.sim_call(sim_url, "/_bench/setup", {"n": n})
     ids: list[str] = setup["ids"]
-    warm = runner.WaitRecord(setup["warm_id"])
-    await runner.run_one(kind, runner.rebuild(runner.make_trigger(kind, warm.job_id, 5.0, {})), warm)
-    if not warm.payload_ok:
-        raise SystemExit(f"warm-up wait failed: {warm}")
+    await runner.warm_up(kind, setup["warm_id"], 5.0, {})
     # The jobs finish well after the snapshot, so every trigger is waiting when it is taken.
     runner.sim_call(sim_url, "/_bench/start", {"finish_min": 60.0, "finish_max": 90.0, "seed": 1})
     finish = runner.sim_call(sim_url, "/_bench/stats")["finish"] if kind == "floor" else {}
@@ -67,10 +64,7 @@ async def measure(kind: str, n: int, sim_url: str) -> dict[str, float]:
     gc.collect()
     tracemalloc.start(25)
     before = tracemalloc.take_snapshot()
-    tasks = []
-    for trigger, record in zip(triggers, records, strict=True):
-        await asyncio.sleep(0)
-        tasks.append(asyncio.create_task(runner.run_one(kind, trigger, record)))
+    tasks = await runner.admit(kind, triggers, records)
     del triggers
     await asyncio.sleep(WAIT_SECONDS)
     gc.collect()

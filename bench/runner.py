@@ -309,6 +309,28 @@ async def run_one(kind: str, trigger: Any, record: WaitRecord, heartbeat: Heartb
         record.error = f"{type(exc).__name__}: {exc}"[:300]
 
 
+async def warm_up(kind: str, job_id: str, interval: float, ours_poll: dict[str, Any]) -> None:
+    """One wait of ``kind`` on a job that has already finished: one-time imports and caches are
+    then not measured, as in a triggerer that has been running for a while."""
+    warm = WaitRecord(job_id)
+    await run_one(kind, rebuild(make_trigger(kind, job_id, interval, ours_poll)), warm)
+    if warm.error or not warm.payload_ok:
+        raise SystemExit(f"warm-up wait failed: {warm}")
+
+
+async def admit(
+    kind: str, triggers: list[Any], records: list[WaitRecord], heartbeat: Heartbeat | None = None
+) -> list[asyncio.Task[None]]:
+    """Start every trigger as its own task, as the triggerer does."""
+    tasks = []
+    for i, (trigger, record) in enumerate(zip(triggers, records, strict=True)):
+        # TriggerRunner.create_triggers yields to the loop before admitting each trigger, so a
+        # trigger's first step runs soon after its task exists, between other work.
+        await asyncio.sleep(0)
+        tasks.append(asyncio.create_task(run_one(kind, trigger, record, heartbeat), name=f"{kind}-{i}"))
+    return tasks
+
+
 def percentile(values: list[float], q: float) -> float | None:
     """Nearest-rank percentile (q in [0, 100])."""
     if not values:
@@ -324,11 +346,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     ids: list[str] = setup["ids"]
     ours_poll = json.loads(args.ours_poll_policy) if args.ours_poll_policy else {}
 
-    # Warm-up: one wait of the same kind, on a job that has already finished.
-    warm = WaitRecord(setup["warm_id"])
-    await run_one(args.kind, rebuild(make_trigger(args.kind, warm.job_id, args.interval, ours_poll)), warm)
-    if warm.error or not warm.payload_ok:
-        raise SystemExit(f"warm-up wait failed: {warm}")
+    await warm_up(args.kind, setup["warm_id"], args.interval, ours_poll)
     await asyncio.sleep(LINGER)
     gc.collect()
     process = psutil.Process()
@@ -360,12 +378,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     stop = asyncio.Event()
     heartbeat = Heartbeat()
     beat_task = asyncio.create_task(heartbeat.run(stop, t0, args.n))
-    tasks = []
-    for i, (trigger, record) in enumerate(zip(triggers, records, strict=True)):
-        # TriggerRunner.create_triggers yields to the loop before admitting each trigger, so a
-        # trigger's first step runs soon after its task exists, between other work.
-        await asyncio.sleep(0)
-        tasks.append(asyncio.create_task(run_one(args.kind, trigger, record, heartbeat), name=f"{args.kind}-{i}"))
+    tasks = await admit(args.kind, triggers, records, heartbeat)
     del triggers
     # Long enough for a trigger that cannot keep up to finish late, but the run always ends.
     bound = args.finish_max + max(120.0, 24 * args.interval) + LINGER

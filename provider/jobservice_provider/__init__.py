@@ -92,6 +92,7 @@ def _conn_fields() -> dict[str, dict[str, Any]]:
         "poll_interval": ("Default poll interval (s)", {"minimum": 0.1}),
         "transient_error_budget": ("Transient-error budget (s)", {"minimum": 0}),
         "extra_headers": ("Extra headers", {"format": "json"}),
+        "max_response_bytes": ("Max response size (bytes)", {"minimum": 1}),
     }
     defaults = {f.name: f.default for f in dataclasses.fields(ServiceConfig)}
     fields: dict[str, dict[str, Any]] = {}

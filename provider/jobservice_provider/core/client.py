@@ -25,7 +25,6 @@ from jobservice_provider.core.status import TERMINAL
 
 log = logging.getLogger(__name__)
 
-MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 # Single lookups in flight at once when a dialect has no batch call.
 LOOKUP_CONCURRENCY = 8
 
@@ -108,12 +107,7 @@ class JobServiceClient:
                 timeout=aiohttp.ClientTimeout(total=timeout or self.config.request_timeout),
                 allow_redirects=False,
             ) as raw:
-                body = await raw.content.read(MAX_RESPONSE_BYTES + 1)
-                if len(body) > MAX_RESPONSE_BYTES:
-                    raise PermanentError(f"{described}: response larger than {MAX_RESPONSE_BYTES} bytes", status=raw.status)
-                if raw.content_length is not None and len(body) < raw.content_length:
-                    # read(n) returns what arrived when the peer hangs up; a cut body is a reset, not data.
-                    raise TransientError(f"{described}: connection closed after {len(body)} of {raw.content_length} bytes")
+                body = await _read_body(raw, self.config.max_response_bytes, described)
                 response = HttpResponse(
                     status=raw.status,
                     headers={k.lower(): v for k, v in raw.headers.items()},
@@ -258,3 +252,30 @@ class JobServiceClient:
 
     async def health(self) -> dict[str, Any]:
         return self.dialect.parse_health(await self.send(self.dialect.health()))
+
+
+async def _read_body(raw: aiohttp.ClientResponse, limit: int, described: str) -> bytes:
+    """The whole body, however many segments it arrives in, or a clear error.
+
+    A body over ``limit`` bytes is a permanent error naming the cap (repeating the call would
+    bring the same body); a body cut short by the peer is a transient one (a reset).
+    """
+    too_big = (
+        f"{described}: response body larger than {limit} bytes (the connection extra max_response_bytes); "
+        "raise it if the service's answers are legitimately this large"
+    )
+    if raw.content_length is not None and raw.content_length > limit and "content-encoding" not in raw.headers:
+        raise PermanentError(too_big, status=raw.status)
+    chunks: list[bytes] = []
+    size = 0
+    # iter_any() yields what has arrived until the end of the body; read(n) would return only
+    # the first segment on a real network.
+    async for chunk in raw.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise PermanentError(too_big, status=raw.status)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if raw.content_length is not None and size < raw.content_length and "content-encoding" not in raw.headers:
+        raise TransientError(f"{described}: connection closed after {size} of {raw.content_length} bytes")
+    return body

@@ -17,6 +17,9 @@ from jobservice_provider.core.errors import ConfigurationError
 DEFAULT_REQUEST_TIMEOUT = 30.0
 DEFAULT_POLL_INTERVAL = 10.0
 DEFAULT_TRANSIENT_ERROR_BUDGET = 600.0
+# Large enough for any result the operator's max_result_bytes lets through by default (1 MiB)
+# many times over; a bigger answer is more likely a mistake than data.
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 DIALECTS = ("native", "ray", "declarative")
 
 # extra key -> (python type(s) accepted, description); the single list of allowed extras.
@@ -28,6 +31,7 @@ KNOWN_EXTRAS: dict[str, tuple[tuple[type, ...], str]] = {
     "poll_interval": ((int, float), "default seconds between status checks"),
     "transient_error_budget": ((int, float), "seconds of continuous transient failure tolerated"),
     "extra_headers": ((dict,), "additional HTTP headers sent with every request"),
+    "max_response_bytes": ((int,), "largest response body read from the service, in bytes"),
 }
 # Airflow's connection form may store fields as extra__<conn_type>__<name>.
 _FORM_PREFIX = "extra__jobservice__"
@@ -47,6 +51,7 @@ class ServiceConfig:
     poll_interval: float = DEFAULT_POLL_INTERVAL
     transient_error_budget: float = DEFAULT_TRANSIENT_ERROR_BUDGET
     extra_headers: tuple[tuple[str, str], ...] = ()
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     conn_id: str | None = None
 
     @property
@@ -83,6 +88,8 @@ class ServiceConfig:
         for key in ("request_timeout", "poll_interval"):
             if key in kwargs and not kwargs[key] > 0:
                 raise ConfigurationError(f"{where}: extra {key!r} must be > 0, got {kwargs[key]!r}")
+        if "max_response_bytes" in kwargs and not kwargs["max_response_bytes"] > 0:
+            raise ConfigurationError(f"{where}: extra 'max_response_bytes' must be > 0, got {kwargs['max_response_bytes']!r}")
         if "transient_error_budget" in kwargs and kwargs["transient_error_budget"] < 0:
             raise ConfigurationError(f"{where}: extra 'transient_error_budget' must be >= 0")
         if "extra_headers" in kwargs:

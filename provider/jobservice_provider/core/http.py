@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -34,7 +35,11 @@ class HttpResponse:
     reason: str = ""
 
     def json(self) -> Any:
-        """The body as JSON, or :class:`MalformedResponseError` quoting its start."""
+        """The body as JSON, or :class:`MalformedResponseError` quoting its start (decoded once)."""
+        return self._decoded
+
+    @functools.cached_property
+    def _decoded(self) -> Any:
         try:
             return json.loads(self.body)
         except ValueError as exc:

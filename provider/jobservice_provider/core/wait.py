@@ -21,12 +21,11 @@ from typing import Any, Protocol, TypeVar
 from jobservice_provider.core.dialects import LogChunk
 from jobservice_provider.core.errors import JobNotFoundError, JobServiceError, TransientError
 from jobservice_provider.core.job import Job
+from jobservice_provider.core.logs import LogFollower
 from jobservice_provider.core.policy import PollPolicy, Rand, RetryPolicy
 from jobservice_provider.core.status import FAILURE, SUCCESS, TERMINAL, JobStatus, WaitVerdict, verdict
 
 DEFAULT_NOT_FOUND_GRACE = 60.0
-# Remote log text printed per poll at most; the rest follows on later polls (or in the final tail).
-MAX_LOG_BYTES_PER_POLL = 64 * 1024
 # A cancelled job usually stops within seconds; check it often.
 CANCEL_POLL = PollPolicy(interval=1.0)
 DEFAULT_RETRY = RetryPolicy()
@@ -134,33 +133,6 @@ class FailureStreak:
 
     def reset(self) -> None:
         self.since, self.count = None, 0
-
-
-class LogFollower:
-    """Copies new remote log lines into the task log; only whole lines, each once."""
-
-    def __init__(self, client: JobService, job_id: str, offset: int, log: Any) -> None:
-        self.client, self.job_id, self.log = client, job_id, log
-        self.offset = offset  # bytes of the remote log already printed (whole lines only)
-        self.failed = False
-
-    async def poll(self) -> None:
-        if self.failed:
-            return
-        try:
-            chunk = await self.client.get_logs(self.job_id, self.offset)
-        except JobServiceError as exc:
-            # The log is a courtesy: losing it must never fail or stall the wait.
-            self.failed = True
-            self.log.warning("Job %s: not following its log any more: %s", self.job_id, exc)
-            return
-        text = chunk.data.encode()[:MAX_LOG_BYTES_PER_POLL].decode("utf-8", errors="ignore")
-        whole, _, _ = text.rpartition("\n")
-        if not whole and not text.endswith("\n"):
-            return  # no complete line yet
-        for line in whole.split("\n"):
-            self.log.info("[job %s] %s", self.job_id, line)
-        self.offset += len(whole.encode()) + 1
 
 
 async def wait_for_job(

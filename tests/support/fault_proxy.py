@@ -16,6 +16,8 @@ from contextlib import asynccontextmanager
 import aiohttp
 from aiohttp import web
 
+from tests.support.shaping_proxy import ShapingProxy, network_is_shaped
+
 
 @dataclasses.dataclass(frozen=True)
 class Fault:
@@ -86,9 +88,17 @@ class FaultProxy:
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"http://127.0.0.1:{port}"
+        # This proxy answers in one piece from loopback; in the shaped network mode the client must
+        # still meet a segmenting, delaying network, so it reaches this proxy through a shaping one.
+        shaper = ShapingProxy("127.0.0.1", port) if network_is_shaped() else None
+        if shaper is not None:
+            await asyncio.to_thread(shaper.start)
+            self.url = shaper.url
         try:
             yield self
         finally:
+            if shaper is not None:
+                await asyncio.to_thread(shaper.stop)
             await runner.cleanup()
             await self._session.close()
             await asyncio.sleep(0)

@@ -11,6 +11,7 @@ float in [0, 1)) so tests can fix it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -110,12 +111,31 @@ class RetryPolicy:
         if not 0 <= self.jitter < 1:
             raise ConfigurationError(f"retry jitter must be in [0, 1), got {self.jitter!r}")
 
-    def delay(self, consecutive_failures: int, rand: Rand = random.random, retry_after: float | None = None) -> float:
-        """Delay after the ``consecutive_failures``-th failure in a row (1-based)."""
-        if retry_after is not None:
-            return retry_after * (1.0 + self.jitter * rand())
+    def delay(
+        self,
+        consecutive_failures: int,
+        rand: Rand = random.random,
+        retry_after: float | None = None,
+        time_left: float | None = None,
+    ) -> float:
+        """Delay after the ``consecutive_failures``-th failure in a row (1-based).
+
+        The backoff doubles from ``base`` and never exceeds ``cap``, jitter included. A
+        ``retry_after`` the service sent raises the delay to at least that value, but never
+        above ``cap`` or ``time_left`` (what remains of the budget): a ``Retry-After: 999999``
+        must not park a wait for days, and ``Retry-After: 0`` must not become a tight loop,
+        so the normal backoff is the floor.
+        """
         exponent = min(max(consecutive_failures, 1) - 1, 32)
-        return _jittered(min(self.cap, self.base * 2.0**exponent), self.jitter, rand)
+        backoff = _jittered(min(self.cap, self.base * 2.0**exponent), self.jitter, rand)
+        if backoff > self.cap:
+            # Reflected below the cap rather than clipped to it, so waits that all reached the
+            # cap still spread out instead of retrying in lockstep.
+            backoff = max(0.0, 2 * self.cap - backoff)
+        if retry_after is not None and math.isfinite(retry_after) and retry_after > backoff:
+            ceiling = self.cap if time_left is None else min(self.cap, max(0.0, time_left))
+            backoff = max(backoff, min(retry_after, ceiling))
+        return backoff
 
     def exhausted(self, failing_since: float, now: float) -> bool:
         """Whether failures that began at ``failing_since`` have used up the budget."""

@@ -23,6 +23,7 @@ from jobservice_provider.core.errors import JobNotFoundError, JobServiceError, T
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.logs import LogFollower
 from jobservice_provider.core.policy import PollPolicy, Rand, RetryPolicy
+from jobservice_provider.core.retry import Clock, FailureStreak, OutageLog, Sleep, retry_transient
 from jobservice_provider.core.status import FAILURE, SUCCESS, TERMINAL, JobStatus, WaitVerdict, verdict
 
 DEFAULT_NOT_FOUND_GRACE = 60.0
@@ -30,9 +31,6 @@ DEFAULT_NOT_FOUND_GRACE = 60.0
 CANCEL_POLL = PollPolicy(interval=1.0)
 DEFAULT_RETRY = RetryPolicy()
 
-T = TypeVar("T")
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[Any]]
 Lookup = Callable[[str, float, bool], Awaitable[Job]]
 _log = logging.getLogger(__name__)
 
@@ -107,34 +105,6 @@ def describe(job: Job) -> str:
     return text
 
 
-class FailureStreak:
-    """Tracks consecutive transient failures against the retry policy's time budget."""
-
-    def __init__(self, policy: RetryPolicy, clock: Clock, rand: Rand) -> None:
-        self.policy, self.clock, self.rand = policy, clock, rand
-        self.since: float | None = None
-        self.count = 0
-
-    def next_delay(self, exc: TransientError) -> float | None:
-        """The delay before trying again, or None when the budget is spent."""
-        now = self.clock()
-        self.since = now if self.since is None else self.since
-        self.count += 1
-        if self.policy.exhausted(self.since, now):
-            return None
-        return self.policy.delay(self.count, self.rand, exc.retry_after)
-
-    def exhausted_message(self, what: str, exc: TransientError) -> str:
-        elapsed = self.clock() - (self.since or self.clock())
-        return (
-            f"{what}: the service kept failing for {elapsed:.0f}s "
-            f"(transient error budget {self.policy.budget:.0f}s); last error: {exc}"
-        )
-
-    def reset(self) -> None:
-        self.since, self.count = None, 0
-
-
 async def wait_for_job(
     client: JobService,
     spec: WaitSpec,
@@ -145,6 +115,7 @@ async def wait_for_job(
     sleep: Sleep = asyncio.sleep,
     rand: Rand = random.random,
     lookup: Lookup | None = None,
+    outage: OutageLog | None = None,
 ) -> WaitResult:
     """Poll ``spec.job_id`` until it reaches a target or failure status, or the deadline passes.
 
@@ -155,8 +126,12 @@ async def wait_for_job(
         (the shared watcher, which batches the checks of many waits). With ``hold`` it may answer
         later, when the job changes, if the service would tell it of a change; the wait allows
         that unless it follows the log (which needs regular checks), and bounds it by the deadline.
+    :param outage: where transient failures are reported (default: this wait's own log, a
+        line when they start, a summary a minute, a line on recovery). The triggerer passes
+        one per service, so an outage is a few lines however many waits it touches.
     """
     logger = log or _log
+    outage = outage or OutageLog(f"Job {spec.job_id}", logger, clock)
     job_id = spec.job_id
     started = clock()
     last: Job | None = None
@@ -195,9 +170,10 @@ async def wait_for_job(
             streak = streak or FailureStreak(spec.retry, clock, rand)
             next_delay = streak.next_delay(exc)
             if next_delay is None:
+                outage.failed("status check", exc, None)
                 return _result(Outcome.ERROR, streak.exhausted_message(f"Job {job_id}", exc), spec, last, follower)
             delay = next_delay
-            logger.warning("Job %s: transient error (%s); retrying in %.1fs", job_id, exc, delay)
+            outage.failed("status check", exc, delay)
             continue
         except JobNotFoundError as exc:
             if last is None and clock() - started < spec.not_found_grace:
@@ -208,7 +184,9 @@ async def wait_for_job(
         except JobServiceError as exc:
             return _result(Outcome.ERROR, str(exc), spec, last, follower)
 
-        streak = None  # the failures, if any, are over
+        if streak is not None:
+            streak = None  # the failures are over
+            outage.succeeded()
         if last is None or (job.raw_status, job.progress, job.error) != (last.raw_status, last.progress, last.error):
             logger.info("%s", describe(job))
         if job.status is None and job.raw_status not in (unknown_logged or ()):
@@ -234,34 +212,6 @@ def _result(outcome: Outcome, message: str, spec: WaitSpec, last: Job | None, fo
     return WaitResult(outcome, spec.job_id, last, message, follower.offset if follower else spec.log_offset)
 
 
-async def retry_transient(
-    operation: Callable[[], Awaitable[T]],
-    policy: RetryPolicy,
-    *,
-    what: str,
-    log: logging.Logger | Any = None,
-    clock: Clock = time.time,
-    sleep: Sleep = asyncio.sleep,
-    rand: Rand = random.random,
-) -> T:
-    """Run ``operation`` until it succeeds, retrying transient errors for the policy's budget.
-
-    Only for operations that are safe to repeat (reads, cancel, a submit with an
-    idempotency key the service honours).
-    """
-    logger = log or _log
-    streak = FailureStreak(policy, clock, rand)
-    while True:
-        try:
-            return await operation()
-        except TransientError as exc:
-            delay = streak.next_delay(exc)
-            if delay is None:
-                raise TransientError(streak.exhausted_message(what, exc), status=exc.status) from exc
-            logger.warning("%s: transient error (%s); retrying in %.1fs", what, exc, delay)
-            await sleep(delay)
-
-
 async def cancel_and_wait(
     client: JobService,
     job_id: str,
@@ -280,7 +230,14 @@ async def cancel_and_wait(
     Bounded by ``deadline`` (the caller's Airflow timeout), never by a count.
     """
     job = await retry_transient(
-        lambda: client.cancel_job(job_id), retry, what=f"Cancel job {job_id}", log=log, clock=clock, sleep=sleep, rand=rand
+        lambda: client.cancel_job(job_id),
+        retry,
+        what=f"Cancel job {job_id}",
+        deadline=deadline,
+        log=log,
+        clock=clock,
+        sleep=sleep,
+        rand=rand,
     )
     if job.status in TERMINAL:
         return WaitResult(Outcome.SUCCESS, job_id, job, describe(job))

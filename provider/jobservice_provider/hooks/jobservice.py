@@ -18,8 +18,9 @@ from jobservice_provider.core.dialects import LogChunk
 from jobservice_provider.core.errors import JobNotFoundError, JobServiceError, PermanentError
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.policy import RetryPolicy
+from jobservice_provider.core.retry import OutageLog, retry_transient
 from jobservice_provider.core.sessions import shared_session
-from jobservice_provider.core.wait import WaitResult, WaitSpec, cancel_and_wait, retry_transient, wait_for_job
+from jobservice_provider.core.wait import WaitResult, WaitSpec, cancel_and_wait, wait_for_job
 
 T = TypeVar("T")
 
@@ -119,16 +120,44 @@ class JobServiceHook(BaseHook):
         async with shared_session(config) as session, JobServiceClient(config, session=session) as client:
             yield client
 
-    async def _acall(self, operation: Callable[[JobServiceClient], Awaitable[T]]) -> T:
+    @cached_property
+    def outage(self) -> OutageLog:
+        """Where this hook reports transient failures: a line when they start, a summary a
+        minute, a line on recovery (not one warning per retried request)."""
+        return OutageLog(f"Connection {self.jobservice_conn_id!r}", self.log)
+
+    def _retrying(
+        self, config: ServiceConfig, operation: Callable[[JobServiceClient], Awaitable[T]], what: str, deadline: float | None
+    ) -> Callable[[JobServiceClient], Awaitable[T]]:
+        """``operation`` retried on transient errors within the connection's budget and ``deadline``."""
+        policy = RetryPolicy(budget=config.transient_error_budget)
+
+        def retried(client: JobServiceClient) -> Awaitable[T]:
+            return retry_transient(lambda: operation(client), policy, what=what, deadline=deadline, outage=self.outage)
+
+        return retried
+
+    async def _acall(
+        self, operation: Callable[[JobServiceClient], Awaitable[T]], *, retry: str | None = None, deadline: float | None = None
+    ) -> T:
+        """Run ``operation`` on the shared session; with ``retry`` (what it does, for messages),
+        transient errors are retried (only for calls safe to repeat)."""
         async with self.async_client() as client:
+            if retry is not None:
+                operation = self._retrying(client.config, operation, retry, deadline)
             return await operation(client)
 
-    def _call(self, operation: Callable[[JobServiceClient], Awaitable[T]]) -> T:
+    def _call(
+        self, operation: Callable[[JobServiceClient], Awaitable[T]], *, retry: str | None = None, deadline: float | None = None
+    ) -> T:
+        """The sync face of :meth:`_acall`, on a client of its own (a worker has no loop to share)."""
         try:
             config = self.config
         except PermanentError as exc:
             exc.in_connection(self.jobservice_conn_id)
             raise
+        if retry is not None:
+            operation = self._retrying(config, operation, retry, deadline)
 
         async def run() -> T:
             async with JobServiceClient(config) as client:
@@ -137,6 +166,9 @@ class JobServiceHook(BaseHook):
         return async_to_sync(run)()
 
     # -- sync face (workers) ---------------------------------------------------------------
+    # Every read and cancel is retried on transient errors within the connection's
+    # transient_error_budget and, when given, never past ``deadline`` (epoch seconds: the
+    # task's Airflow timeout). A submit is retried only with a key the service honours.
     def submit(
         self,
         job_type: str,
@@ -145,13 +177,14 @@ class JobServiceHook(BaseHook):
         idempotency_key: str | None = None,
         meta: dict[str, Any] | None = None,
         timeout_s: float | None = None,
+        deadline: float | None = None,
     ) -> Job:
         """Submit a job; with an ``idempotency_key`` a repeat returns the same job.
 
         The submit is retried on transient errors only when it carries a key the service
         honours; otherwise it is sent exactly once, since a lost answer may hide a created job.
         """
-        return self._call(lambda c: self._submit(c, job_type, params, idempotency_key, meta, timeout_s))
+        return self._call(lambda c: self._submit(c, job_type, params, idempotency_key, meta, timeout_s, deadline))
 
     async def _submit(
         self,
@@ -161,21 +194,22 @@ class JobServiceHook(BaseHook):
         idempotency_key: str | None,
         meta: dict[str, Any] | None,
         timeout_s: float | None,
+        deadline: float | None,
     ) -> Job:
         def send() -> Awaitable[Job]:
             return client.submit(job_type, params, idempotency_key=idempotency_key, meta=meta, timeout_s=timeout_s)
 
         if idempotency_key and client.dialect.supports_idempotent_submit:
             retry = RetryPolicy(budget=client.config.transient_error_budget)
-            return await retry_transient(send, retry, what=f"Submit {job_type} job", log=self.log)
+            return await retry_transient(send, retry, what=f"Submit {job_type} job", deadline=deadline, outage=self.outage)
         return await send()
 
-    def get_job(self, job_id: str) -> Job:
-        return self._call(lambda c: c.get_job(job_id))
+    def get_job(self, job_id: str, *, deadline: float | None = None) -> Job:
+        return self._call(lambda c: c.get_job(job_id), retry=f"Get job {job_id}", deadline=deadline)
 
-    def get_jobs(self, job_ids: Sequence[str]) -> list[Job]:
+    def get_jobs(self, job_ids: Sequence[str], *, deadline: float | None = None) -> list[Job]:
         """Look up many jobs at once (batched); raises :class:`JobNotFoundError` naming any unknown ids."""
-        return self._call(lambda c: _all_found(c, job_ids))
+        return self._call(lambda c: _all_found(c, job_ids), retry="Get jobs", deadline=deadline)
 
     def list_jobs(
         self,
@@ -183,35 +217,42 @@ class JobServiceHook(BaseHook):
         job_type: str | None = None,
         created_after: str | None = None,
         limit: int | None = None,
+        *,
+        deadline: float | None = None,
     ) -> Iterator[Job]:
-        """Jobs matching the filters, across all pages (``limit`` caps the total)."""
+        """Jobs matching the filters, across all pages (``limit`` caps the total).
+
+        A transient failure on any page restarts the listing (within the budget), so the
+        jobs returned are one consistent walk, never a page twice.
+        """
 
         async def collect(client: JobServiceClient) -> list[Job]:
             return [
                 job async for job in client.list_jobs(status=status, job_type=job_type, created_after=created_after, limit=limit)
             ]
 
-        return iter(self._call(collect))
+        return iter(self._call(collect, retry="List jobs", deadline=deadline))
 
-    def cancel_job(self, job_id: str) -> Job:
-        return self._call(lambda c: c.cancel_job(job_id))
+    def cancel_job(self, job_id: str, *, deadline: float | None = None) -> Job:
+        return self._call(lambda c: c.cancel_job(job_id), retry=f"Cancel job {job_id}", deadline=deadline)
 
     def cancel_and_wait(self, job_id: str, deadline: float | None) -> WaitResult:
         """Cancel and wait until the job is CANCELLED or already ended (bounded by ``deadline``)."""
-        return self._call(lambda c: cancel_and_wait(c, job_id, deadline=deadline, log=self.log))
+        return self._call(lambda c: cancel_and_wait(c, job_id, deadline=deadline, retry=self._retry_policy(c), log=self.log))
 
-    def get_result(self, job_id: str) -> Any:
-        return self._call(lambda c: c.get_result(job_id))
+    def get_result(self, job_id: str, *, deadline: float | None = None) -> Any:
+        return self._call(lambda c: c.get_result(job_id), retry=f"Get the result of job {job_id}", deadline=deadline)
 
-    def get_logs(self, job_id: str, offset: int = 0) -> LogChunk:
-        return self._call(lambda c: c.get_logs(job_id, offset))
+    def get_logs(self, job_id: str, offset: int = 0, *, deadline: float | None = None) -> LogChunk:
+        return self._call(lambda c: c.get_logs(job_id, offset), retry=f"Get the log of job {job_id}", deadline=deadline)
 
     def wait_for_job(self, spec: WaitSpec, *, check_now: bool = False) -> WaitResult:
         """Wait on a worker with the same loop and policies the trigger uses."""
-        return self._call(lambda c: wait_for_job(c, spec, log=self.log, check_now=check_now))
+        return self._call(lambda c: wait_for_job(c, spec, log=self.log, check_now=check_now, outage=self.outage))
 
     def test_connection(self) -> tuple[bool, str]:
-        """Call the service's health endpoint; report its version or the exact failure."""
+        """Call the service's health endpoint once (no retries: the form waits for the answer);
+        report its version or the exact failure."""
         try:
             health = self._call(lambda c: c.health())
         except (JobServiceError, ValueError) as exc:
@@ -222,6 +263,10 @@ class JobServiceHook(BaseHook):
             f"Connected to {service} {health.get('version', '?')} (API {health.get('api', '?')}) at {self.config.base_url}",
         )
 
+    @staticmethod
+    def _retry_policy(client: JobServiceClient) -> RetryPolicy:
+        return RetryPolicy(budget=client.config.transient_error_budget)
+
     # -- async face (triggerer) ------------------------------------------------------------
     async def asubmit(
         self,
@@ -231,26 +276,29 @@ class JobServiceHook(BaseHook):
         idempotency_key: str | None = None,
         meta: dict[str, Any] | None = None,
         timeout_s: float | None = None,
+        deadline: float | None = None,
     ) -> Job:
-        return await self._acall(lambda c: self._submit(c, job_type, params, idempotency_key, meta, timeout_s))
+        return await self._acall(lambda c: self._submit(c, job_type, params, idempotency_key, meta, timeout_s, deadline))
 
-    async def aget_job(self, job_id: str) -> Job:
-        return await self._acall(lambda c: c.get_job(job_id))
+    async def aget_job(self, job_id: str, *, deadline: float | None = None) -> Job:
+        return await self._acall(lambda c: c.get_job(job_id), retry=f"Get job {job_id}", deadline=deadline)
 
-    async def aget_jobs(self, job_ids: Sequence[str]) -> list[Job]:
-        return await self._acall(lambda c: _all_found(c, job_ids))
+    async def aget_jobs(self, job_ids: Sequence[str], *, deadline: float | None = None) -> list[Job]:
+        return await self._acall(lambda c: _all_found(c, job_ids), retry="Get jobs", deadline=deadline)
 
-    async def acancel_job(self, job_id: str) -> Job:
-        return await self._acall(lambda c: c.cancel_job(job_id))
+    async def acancel_job(self, job_id: str, *, deadline: float | None = None) -> Job:
+        return await self._acall(lambda c: c.cancel_job(job_id), retry=f"Cancel job {job_id}", deadline=deadline)
 
     async def acancel_and_wait(self, job_id: str, deadline: float | None) -> WaitResult:
-        return await self._acall(lambda c: cancel_and_wait(c, job_id, deadline=deadline, log=self.log))
+        return await self._acall(
+            lambda c: cancel_and_wait(c, job_id, deadline=deadline, retry=self._retry_policy(c), log=self.log)
+        )
 
-    async def aget_result(self, job_id: str) -> Any:
-        return await self._acall(lambda c: c.get_result(job_id))
+    async def aget_result(self, job_id: str, *, deadline: float | None = None) -> Any:
+        return await self._acall(lambda c: c.get_result(job_id), retry=f"Get the result of job {job_id}", deadline=deadline)
 
-    async def aget_logs(self, job_id: str, offset: int = 0) -> LogChunk:
-        return await self._acall(lambda c: c.get_logs(job_id, offset))
+    async def aget_logs(self, job_id: str, offset: int = 0, *, deadline: float | None = None) -> LogChunk:
+        return await self._acall(lambda c: c.get_logs(job_id, offset), retry=f"Get the log of job {job_id}", deadline=deadline)
 
 
 async def _all_found(client: JobServiceClient, job_ids: Sequence[str]) -> list[Job]:

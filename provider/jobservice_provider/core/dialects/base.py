@@ -14,6 +14,7 @@ import abc
 import dataclasses
 import email.utils
 import json
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Self, TypeVar
@@ -203,17 +204,25 @@ def escape_path_value(value: Any, what: str = "job id") -> str:
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds from now (delta-seconds or an HTTP-date), or None."""
+    """``Retry-After`` as seconds from now (delta-seconds or an HTTP-date), or None.
+
+    Negative, non-finite (``inf``, ``nan``) and unparsable values are ignored (None): the
+    retry policy then backs off as usual. A date in the past means "now" (0).
+    """
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 

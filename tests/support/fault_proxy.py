@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 from aiohttp import web
-
 from tests.support.shaping_proxy import ShapingProxy, network_is_shaped
 
 

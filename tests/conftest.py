@@ -29,9 +29,35 @@ if TYPE_CHECKING:
 TOKEN = "test-token-7f3a"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    from tests.support.shaping_proxy import network_mode
+
+    try:
+        network_mode()
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which network the integration tier meets: said once, at the top of every run."""
+    from tests.support.shaping_proxy import NETWORK_ENV, Shape, network_mode
+
+    if network_mode() == "direct":
+        return f"jobservice test network: direct (loopback, bodies in one piece; {NETWORK_ENV}=shaped to shape it)"
+    shape = Shape()
+    return (
+        f"jobservice test network: shaped ({NETWORK_ENV}=shaped): every service behind a proxy sending "
+        f"{shape.segment_bytes}-byte segments {shape.segment_gap * 1000:g} ms apart, "
+        f"client bytes held {shape.latency * 1000:g} ms"
+    )
+
+
 @pytest.fixture(scope="session")
 def local_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
-    """One embedded job service (python and command jobs enabled) for the whole session."""
+    """One embedded job service (python and command jobs enabled) for the whole session.
+
+    Its ``base_url`` is a shaping proxy's in the shaped network mode (see ``LocalService``).
+    """
     from tests.support.local_service import LocalService
 
     service = LocalService(

@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = "jobservice-local"
 API_VERSION = "v1"
-MAX_BODY_BYTES = 1024 * 1024
+# Room for a job whose params carry a few MB (a sleep job's result, a python job's arguments);
+# aiohttp's default of 1 MiB refused those. Bigger bodies still get the 413 problem answer.
+MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_WAIT_S = 60.0
 MAX_BATCH_IDS = 100
 MAX_WATCH_IDS = 10_000
@@ -72,7 +74,7 @@ def _problem_from_http_error(request: web.Request, exc: web.HTTPException) -> Pr
         allowed = exc.headers.get("Allow", "")
         detail = f"method {request.method} is not allowed on {request.path}; allowed: {allowed}"
     elif status == 413:
-        detail = f"the request body exceeds {MAX_BODY_BYTES} bytes (1 MiB)"
+        detail = f"the request body exceeds {MAX_BODY_BYTES} bytes ({MAX_BODY_BYTES // (1024 * 1024)} MiB)"
     else:
         detail = exc.text or exc.reason
     return Problem(status, SLUG_BY_STATUS.get(status, f"http-{status}"), detail, headers=headers)

@@ -143,9 +143,7 @@ class ShapingProxy:
     def _count(self, **increments: int) -> None:
         with self._lock:
             current = self._counters
-            self._counters = dataclasses.replace(
-                current, **{name: getattr(current, name) + n for name, n in increments.items()}
-            )
+            self._counters = dataclasses.replace(current, **{name: getattr(current, name) + n for name, n in increments.items()})
 
     # -- lifecycle (called from the test's thread) ------------------------------------------
     def start(self) -> ShapingProxy:

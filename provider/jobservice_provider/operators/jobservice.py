@@ -15,6 +15,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout
 from jobservice_provider._task import cancel_for_task, check_event, deadline_for, default_deferrable, remaining
 from jobservice_provider.core.errors import JobNotFoundError, JobServiceError
 from jobservice_provider.core.job import Job
+from jobservice_provider.core.logs import copy_log_tail
 from jobservice_provider.core.policy import PollPolicy, RetryPolicy
 from jobservice_provider.core.status import ACTIVE, FAILURE, SUCCESS, TERMINAL, JobStatus
 from jobservice_provider.core.wait import Outcome, WaitResult, WaitSpec, describe
@@ -236,20 +237,7 @@ class SubmitAndWaitOperator(BaseOperator):
 
         A failure here never fails the task: the job's outcome is what counts.
         """
-        if self.log_tail_lines <= 0:
-            return
-        lines: list[str] = []
-        try:
-            while True:
-                chunk = self.hook.get_logs(job_id, offset)
-                lines = [*lines, *chunk.data.splitlines()][-self.log_tail_lines :]
-                if chunk.complete or chunk.next_offset <= offset:
-                    break
-                offset = chunk.next_offset
-        except JobServiceError as exc:
-            self.log.warning("Could not fetch the log of job %s: %s", job_id, exc)
-        for line in lines:
-            self.log.info("[job %s] %s", job_id, line)
+        copy_log_tail(self.hook.get_logs, job_id, offset, self.log_tail_lines, self.log)
 
     def on_kill(self) -> None:
         if self.job_id and self.cancel_on_kill and not self._job_cancelled:

@@ -15,6 +15,7 @@ import dataclasses
 import email.utils
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Self, TypeVar
@@ -53,7 +54,11 @@ class Page:
 
 @dataclasses.dataclass(frozen=True)
 class LogChunk:
-    """Log text from byte ``offset`` up to ``next_offset``; ``complete`` once the job ended and all was read."""
+    """Log text from byte ``offset`` up to ``next_offset``; ``complete`` once the job ended and all was read.
+
+    Offsets count bytes of the remote log. ``data`` is for display: a service shows invalid
+    UTF-8 as U+FFFD, so its re-encoded length need not be ``next_offset - offset``.
+    """
 
     data: str
     offset: int
@@ -260,14 +265,19 @@ def text_error_detail(body: bytes) -> str:
     return body_excerpt(text)
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def slice_log(text: str, offset: int, *, complete: bool) -> LogChunk:
     """Offsets emulated over a service that only returns the whole log.
 
-    Offsets count UTF-8 bytes, as with the native API. An offset inside a character
-    moves forward to the next character; one past the end (a log that shrank, e.g.
-    after the service restarted) reads nothing.
+    The log is the UTF-8 encoding of ``text`` and offsets count its bytes, as with the
+    native API; every dialect that returns a whole log reads it through here. A lone
+    surrogate (a JSON ``"\\udcff"``) has no UTF-8 encoding: it counts as the U+FFFD it
+    is shown as. An offset inside a character moves forward to the next character; one
+    past the end (a log that shrank, e.g. after the service restarted) reads nothing.
     """
-    raw = text.encode()
+    raw = _LONE_SURROGATE.sub("\ufffd", text).encode()
     start = min(max(offset, 0), len(raw))
     while start < len(raw) and raw[start] & 0xC0 == 0x80:
         start += 1

@@ -30,6 +30,7 @@ from jobservice_provider.core.dialects.base import (
     Page,
     classify_error,
     last_json_line,
+    slice_log,
     text_error_detail,
 )
 from jobservice_provider.core.errors import (
@@ -743,13 +744,14 @@ class DeclarativeDialect(Dialect):
         data = response.json()
         text = operation.search("text", data)
         text = "" if text is None else _text(text)
-        size = len(text.encode())
         if "next_offset" not in operation.exprs:
-            return LogChunk(text, 0, size, False)
+            return slice_log(text, 0, complete=False)  # the whole log, counted as slice_log counts it
         next_offset, complete = operation.search("next_offset", data), operation.search("complete", data)
         if isinstance(next_offset, bool) or not isinstance(next_offset, int):
             raise MalformedResponseError(f"operations.logs.next_offset gave {next_offset!r}, not an integer")
-        return LogChunk(text, max(0, next_offset - size), next_offset, bool(complete))
+        # Where the text starts is a guess (U+FFFD may stand for fewer bytes); readers count from next_offset.
+        start = max(0, next_offset - len(text.encode("utf-8", "surrogatepass")))
+        return LogChunk(text, start, next_offset, bool(complete))
 
     def health(self) -> HttpRequest:
         if "health" in self.spec.operations:

@@ -31,6 +31,7 @@ from jobservice_provider.core.dialects.base import (
     classify_error,
     escape_path_value,
     last_json_line,
+    slice_log,
     text_error_detail,
 )
 from jobservice_provider.core.errors import (
@@ -337,7 +338,7 @@ class RayDialect(Dialect):
         text = response.json_object().get("logs")
         if not isinstance(text, str):
             raise MalformedResponseError(f"Ray job logs: no 'logs' text in {body_excerpt(response.body)}")
-        return LogChunk(text, 0, len(text.encode()), False)
+        return slice_log(text, 0, complete=False)
 
     def health(self) -> HttpRequest:
         return HttpRequest("GET", "/api/version")

@@ -83,16 +83,23 @@ def _conn_fields() -> dict[str, dict[str, Any]]:
     import dataclasses
 
     from jobservice_provider.core.config import DIALECTS, KNOWN_EXTRAS, ServiceConfig
+    from jobservice_provider.core.policy import MIN_POLL_INTERVAL
 
     looks: dict[str, tuple[str, dict[str, Any]]] = {
         "dialect": ("Dialect", {"enum": list(DIALECTS)}),
         "dialect_options": ("Dialect options", {"format": "json"}),
         "verify_tls": ("Verify TLS certificates", {}),
         "request_timeout": ("Request timeout (s)", {"minimum": 0.1}),
-        "poll_interval": ("Default poll interval (s)", {"minimum": 0.1}),
+        "poll_interval": ("Default poll interval (s)", {"minimum": MIN_POLL_INTERVAL}),
         "transient_error_budget": ("Transient-error budget (s)", {"minimum": 0}),
         "extra_headers": ("Extra headers", {"format": "json"}),
         "max_response_bytes": ("Max response size (bytes)", {"minimum": 1}),
+        # A password field: the URL may carry the proxy's credentials (Airflow also redacts
+        # the "proxy" key when it shows a connection's extra).
+        "proxy": ("Proxy URL", {"format": "password"}),
+        "ca_bundle": ("CA bundle (PEM file path)", {}),
+        "client_cert": ("Client certificate (PEM file path)", {}),
+        "client_key": ("Client key (PEM file path)", {}),
     }
     defaults = {f.name: f.default for f in dataclasses.fields(ServiceConfig)}
     fields: dict[str, dict[str, Any]] = {}

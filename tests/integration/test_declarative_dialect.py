@@ -248,7 +248,7 @@ def connections(inhouse: InHouseService, monkeypatch: pytest.MonkeyPatch) -> Non
     spec = doc_spec("inhouse")
     monkeypatch.setenv(
         "AIRFLOW_CONN_INHOUSE",
-        conn_json(inhouse.base_url, TOKEN, dialect="declarative", dialect_options=spec, poll_interval=0.05),
+        conn_json(inhouse.base_url, TOKEN, dialect="declarative", dialect_options=spec, poll_interval=0.1),
     )
     monkeypatch.setenv(
         "AIRFLOW_CONN_EXPORTS", conn_json(inhouse.base_url, TOKEN, dialect="declarative", dialect_options=EXPORTS_SPEC)
@@ -276,7 +276,7 @@ def test_every_hook_call_through_the_spec(inhouse: InHouseService) -> None:
     with pytest.raises(JobNotFoundError, match="r-404"):
         hook.get_jobs([job.id, "r-404"])
 
-    waited = hook.wait_for_job(WaitSpec(job_id=job.id, poll=PollPolicy(interval=0.05)), check_now=True)
+    waited = hook.wait_for_job(WaitSpec(job_id=job.id, poll=PollPolicy(interval=0.1)), check_now=True)
     assert waited.outcome is Outcome.SUCCESS and waited.job is not None
     assert waited.job.progress is not None and waited.job.progress.describe() == "3/3 (100%) step 3"
     assert hook.get_result(job.id) == {"rows": 3}
@@ -302,7 +302,7 @@ def test_operator_defers_and_returns_the_result(inhouse: InHouseService) -> None
         jobservice_conn_id="inhouse",
         job_type="export",
         job_params={"steps": 2, "output": {"file": "s3://x/2026.csv"}},
-        poll_interval=0.05,
+        poll_interval=0.1,
         deferrable=True,
     )
     context = make_context()
@@ -320,7 +320,7 @@ def test_a_broken_run_fails_the_task_with_its_problem() -> None:
         jobservice_conn_id="inhouse",
         job_type="export",
         job_params={"steps": 1, "fail": "disk full on /data"},
-        poll_interval=0.05,
+        poll_interval=0.1,
         deferrable=False,
     )
     with pytest.raises(AirflowException, match="disk full on /data") as info:
@@ -342,7 +342,7 @@ def test_an_unknown_state_keeps_waiting_and_is_logged_once(caplog: pytest.LogCap
 
     async def wait() -> Any:
         async with hook.async_client() as client:
-            spec = WaitSpec(job_id=job.id, poll=PollPolicy(interval=0.05))
+            spec = WaitSpec(job_id=job.id, poll=PollPolicy(interval=0.1))
             return await wait_for_job(client, spec, log=logging.getLogger("tests.declarative"), check_now=True)
 
     with caplog.at_level(logging.INFO, logger="tests.declarative"):
@@ -359,7 +359,7 @@ def test_done_when_a_json_field_equals_a_value() -> None:
         jobservice_conn_id="exports",
         job_type="export",
         job_params={"table": "orders"},
-        poll_interval=0.05,
+        poll_interval=0.1,
         deferrable=True,
     )
     context = make_context()
@@ -371,7 +371,7 @@ def test_done_when_a_json_field_equals_a_value() -> None:
 
     hook = JobServiceHook("exports")
     bad = hook.submit("export", {"table": "missing"})
-    waited = hook.wait_for_job(WaitSpec(job_id=bad.id, targets=TERMINAL, poll=PollPolicy(interval=0.05)), check_now=True)
+    waited = hook.wait_for_job(WaitSpec(job_id=bad.id, targets=TERMINAL, poll=PollPolicy(interval=0.1)), check_now=True)
     assert waited.job is not None and waited.job.status is JobStatus.FAILED and waited.job.raw_status == "bad"
 
 

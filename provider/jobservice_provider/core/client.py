@@ -20,7 +20,7 @@ from jobservice_provider.core.dialects.base import job_matches
 from jobservice_provider.core.errors import ConfigurationError, JobNotFoundError, JobServiceError, PermanentError, TransientError
 from jobservice_provider.core.http import HttpRequest, HttpResponse
 from jobservice_provider.core.job import Job
-from jobservice_provider.core.sessions import new_session
+from jobservice_provider.core.sessions import new_session, proxy_refusal, proxy_route, transport_error
 from jobservice_provider.core.status import TERMINAL
 
 log = logging.getLogger(__name__)
@@ -97,15 +97,19 @@ class JobServiceClient:
         """One round trip; any HTTP status comes back as a response, transport failures raise."""
         url = self.config.base_url + request.path
         described = f"{request.method} {url}"
+        route = proxy_route(self.config)
+        # Per request: aiohttp's session-wide proxy takes credentials only through a deprecated argument.
+        routing = route.request_kwargs(url, self._headers(request)) if route else {"headers": self._headers(request)}
         try:
             async with self._get_session().request(
                 request.method,
                 url,
                 params=list(request.params),
                 json=request.json,
-                headers=self._headers(request),
                 timeout=aiohttp.ClientTimeout(total=timeout or self.config.request_timeout),
+                # Never followed: a redirect would carry the bearer token to wherever Location points.
                 allow_redirects=False,
+                **routing,
             ) as raw:
                 body = await _read_body(raw, self.config.max_response_bytes, described)
                 response = HttpResponse(
@@ -115,16 +119,16 @@ class JobServiceClient:
                     url=described,
                     reason=raw.reason or "",
                 )
-        except aiohttp.ClientConnectorCertificateError as exc:
-            raise ConfigurationError(
-                f"{described}: TLS certificate verification failed ({exc.certificate_error}); "
-                "fix the certificate or set the connection extra verify_tls=false for a trusted test service"
-            ) from exc
         except aiohttp.InvalidURL as exc:
-            raise ConfigurationError(f"{described}: invalid URL ({exc})") from exc
+            raise ConfigurationError(f"{described}: invalid URL ({exc})").in_connection(self.config.conn_id) from exc
         except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
-            reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
-            raise TransientError(f"{described}: {reason}") from exc
+            # TLS and proxy failures read differently (and some are permanent); sessions knows them.
+            error = transport_error(self.config, described, exc)
+            if isinstance(error, PermanentError):
+                error.in_connection(self.config.conn_id)
+            raise error from exc
+        if response.status == 407:  # from a proxy, not the service: a dialect would misread it
+            raise proxy_refusal(self.config, described, response.reason).in_connection(self.config.conn_id)
         return response
 
     async def _follow(self, answer: Any) -> Any:

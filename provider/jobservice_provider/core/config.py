@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
+import ssl
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from jobservice_provider.core.errors import ConfigurationError
+from jobservice_provider.core.policy import MIN_POLL_INTERVAL
 
 DEFAULT_REQUEST_TIMEOUT = 30.0
 DEFAULT_POLL_INTERVAL = 10.0
@@ -32,9 +36,22 @@ KNOWN_EXTRAS: dict[str, tuple[tuple[type, ...], str]] = {
     "transient_error_budget": ((int, float), "seconds of continuous transient failure tolerated"),
     "extra_headers": ((dict,), "additional HTTP headers sent with every request"),
     "max_response_bytes": ((int,), "largest response body read from the service, in bytes"),
+    "proxy": ((str,), "URL of an http(s) proxy, e.g. http://user:password@proxy:3128; wins over HTTPS_PROXY/HTTP_PROXY"),
+    "ca_bundle": ((str,), "absolute path of a PEM file of the CA certificates to trust instead of the system's"),
+    "client_cert": ((str,), "absolute path of a PEM client certificate for mutual TLS (may hold its key too)"),
+    "client_key": ((str,), "absolute path of the PEM private key of client_cert, if not in that file"),
 }
 # Airflow's connection form may store fields as extra__<conn_type>__<name>.
 _FORM_PREFIX = "extra__jobservice__"
+
+# Control characters let a value end an HTTP header line early (CR/LF) or are rejected deep
+# inside aiohttp mid-request; refusing them when the connection is read says which field is wrong.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_TAB = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # a header value may hold a tab
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
+_PEM_CERT = "-----BEGIN CERTIFICATE-----"
+_PEM_KEY = re.compile(r"-----BEGIN (?:RSA |EC |DSA |ENCRYPTED )?PRIVATE KEY-----")
+_PEM_ENCRYPTED = re.compile(r"-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,11 +70,27 @@ class ServiceConfig:
     extra_headers: tuple[tuple[str, str], ...] = ()
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     conn_id: str | None = None
+    # May carry the proxy's credentials: never in repr; messages show ``proxy_shown``.
+    proxy: str | None = dataclasses.field(default=None, repr=False)
+    ca_bundle: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
 
     @property
-    def service_key(self) -> tuple[str | None, str, str]:
-        """Identifies one service for sharing sessions between waits."""
-        return (self.conn_id, self.base_url, self.dialect)
+    def transport_key(self) -> tuple[str | bool | None, ...]:
+        """What a connection pool depends on: configs that differ here never share a session
+        (a pooled connection keeps the TLS identity and the route it was opened with)."""
+        return (self.base_url, self.verify_tls, self.ca_bundle, self.client_cert, self.client_key, self.proxy)
+
+    @property
+    def service_key(self) -> tuple[str | bool | None, ...]:
+        """Identifies one service for sharing a watcher (and its session) between waits."""
+        return (self.conn_id, self.dialect, *self.transport_key)
+
+    @property
+    def proxy_shown(self) -> str | None:
+        """The ``proxy`` extra as messages may show it: credentials replaced by ``***``."""
+        return redact_url(self.proxy) if self.proxy else None
 
     @classmethod
     def from_connection_fields(
@@ -74,6 +107,12 @@ class ServiceConfig:
         where = f"connection {conn_id!r}" if conn_id else "connection"
         extras = _parse_extra(extra, where)
         base_url = _base_url(host, schema, port, where)
+        if password and (_CONTROL.search(password) or password != password.strip() or " " in password):
+            # Never echo the token, not even in part.
+            raise ConfigurationError(
+                f"{where}: the API token (password field) contains a line break, space or other control character "
+                "(often a newline copied with it); paste the token alone"
+            )
         kwargs: dict[str, Any] = {}
         for key, value in extras.items():
             types, _ = KNOWN_EXTRAS[key]
@@ -85,9 +124,13 @@ class ServiceConfig:
             kwargs[key] = value
         if "dialect" in kwargs and kwargs["dialect"] not in DIALECTS:
             raise ConfigurationError(f"{where}: extra 'dialect' must be one of {', '.join(DIALECTS)}, got {kwargs['dialect']!r}")
-        for key in ("request_timeout", "poll_interval"):
-            if key in kwargs and not kwargs[key] > 0:
-                raise ConfigurationError(f"{where}: extra {key!r} must be > 0, got {kwargs[key]!r}")
+        if "request_timeout" in kwargs and not kwargs["request_timeout"] > 0:
+            raise ConfigurationError(f"{where}: extra 'request_timeout' must be > 0, got {kwargs['request_timeout']!r}")
+        if "poll_interval" in kwargs and not kwargs["poll_interval"] >= MIN_POLL_INTERVAL:
+            raise ConfigurationError(
+                f"{where}: extra 'poll_interval' must be at least {MIN_POLL_INTERVAL:g} seconds "
+                f"(a shorter interval floods the service with status checks), got {kwargs['poll_interval']!r}"
+            )
         if "max_response_bytes" in kwargs and not kwargs["max_response_bytes"] > 0:
             raise ConfigurationError(f"{where}: extra 'max_response_bytes' must be > 0, got {kwargs['max_response_bytes']!r}")
         if "transient_error_budget" in kwargs and kwargs["transient_error_budget"] < 0:
@@ -99,9 +142,168 @@ class ServiceConfig:
                 raise ConfigurationError(f"{where}: extra_headers values must be strings (bad: {', '.join(map(str, bad))})")
             if any(k.lower() == "authorization" for k in headers):
                 raise ConfigurationError(f"{where}: put the token in the password field, not in extra_headers")
+            if any(k.lower() == "proxy-authorization" for k in headers):
+                # Through a CONNECT tunnel this header would reach the service, not the proxy.
+                raise ConfigurationError(f"{where}: put the proxy's credentials in the 'proxy' extra, not in extra_headers")
+            for name, value in headers.items():
+                if not _HEADER_NAME.fullmatch(name):
+                    raise ConfigurationError(
+                        f"{where}: extra_headers name {name!r} is not a valid HTTP header name "
+                        "(letters, digits and !#$%&'*+-.^_`|~ only; no spaces, colons or line breaks)"
+                    )
+                if _CONTROL_BUT_TAB.search(value):
+                    # The value may be a secret (a tenant key): name the header only.
+                    raise ConfigurationError(
+                        f"{where}: extra_headers value of {name!r} contains a line break or other control character "
+                        "(the value is not shown)"
+                    )
             kwargs["extra_headers"] = tuple(sorted(headers.items()))
+        if "proxy" in kwargs:
+            kwargs["proxy"] = _proxy(kwargs["proxy"], where)
+        _check_tls_settings(base_url, kwargs, where)
         kwargs["dialect_options"] = _dialect_options(kwargs.get("dialect", "native"), kwargs.get("dialect_options"), where)
         return cls(base_url=base_url, token=password or None, conn_id=conn_id, **kwargs)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any user info (``user:password@``) replaced by ``***@``, for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    authority, slash, tail = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{slash}{tail}"
+
+
+def _proxy(value: str, where: str) -> str:
+    """The ``proxy`` extra checked; messages show it with its credentials masked."""
+    shown = redact_url(value)
+    if _CONTROL.search(value) or " " in value:
+        raise ConfigurationError(f"{where}: extra 'proxy' contains a space, line break or other control character")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise ConfigurationError(f"{where}: extra 'proxy' {shown!r} is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"{where}: extra 'proxy' must be an http:// or https:// URL such as http://proxy.example.com:3128 "
+            f"(SOCKS proxies are not supported), got {shown!r}"
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigurationError(f"{where}: extra 'proxy' must be scheme://[user:password@]host[:port] only, got {shown!r}")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _check_tls_settings(base_url: str, kwargs: dict[str, Any], where: str) -> None:
+    """The TLS files exist, are readable, hold what their field says and fit together, now
+    (on the machine reading the connection) rather than at the first request of a wait."""
+    for key in ("ca_bundle", "client_cert", "client_key"):
+        if key in kwargs:
+            kwargs[key] = _readable_file(key, kwargs[key], where)
+    if "client_key" in kwargs and "client_cert" not in kwargs:
+        raise ConfigurationError(f"{where}: extra 'client_key' is set without 'client_cert'; set both, or neither")
+    if "ca_bundle" in kwargs and kwargs.get("verify_tls") is False:
+        raise ConfigurationError(
+            f"{where}: extra 'ca_bundle' is set but verify_tls is false, so nothing would be checked against it; "
+            "remove one of them"
+        )
+    tls_files = [key for key in ("ca_bundle", "client_cert") if key in kwargs]
+    proxy_tls = str(kwargs.get("proxy", "")).startswith("https:")
+    if tls_files and not base_url.startswith("https:") and not proxy_tls:
+        raise ConfigurationError(
+            f"{where}: extra {tls_files[0]!r} is set but the Base URL {base_url!r} is plain http, so no TLS is used; "
+            "use https:// (or remove the TLS settings)"
+        )
+    if not tls_files:
+        return
+    texts: dict[str, str] = {
+        key: _read_text(key, kwargs[key], where) for key in ("ca_bundle", "client_cert", "client_key") if key in kwargs
+    }
+    if "ca_bundle" in texts and _PEM_CERT not in texts["ca_bundle"]:
+        raise ConfigurationError(
+            f"{where}: extra 'ca_bundle' {kwargs['ca_bundle']!r} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+        )
+    if "client_cert" in texts:
+        if _PEM_CERT not in texts["client_cert"]:
+            raise ConfigurationError(
+                f"{where}: extra 'client_cert' {kwargs['client_cert']!r} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+            )
+        key_field = "client_key" if "client_key" in texts else "client_cert"
+        if not _PEM_KEY.search(texts[key_field]):
+            raise ConfigurationError(
+                f"{where}: extra {key_field!r} {kwargs[key_field]!r} holds no PEM private key"
+                + ("; set 'client_key' to the key's file" if key_field == "client_cert" else "")
+            )
+        if _PEM_ENCRYPTED.search(texts[key_field]):
+            raise ConfigurationError(
+                f"{where}: the private key in extra {key_field!r} {kwargs[key_field]!r} is encrypted with a passphrase, "
+                "which the connection has no field for; store it unencrypted, readable only by the Airflow user"
+            )
+    # Parse them as the session will, so a key that does not match its certificate fails now.
+    load_tls_files(
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT),
+        kwargs.get("ca_bundle"),
+        kwargs.get("client_cert"),
+        kwargs.get("client_key"),
+        where,
+    )
+
+
+def load_tls_files(
+    context: ssl.SSLContext, ca_bundle: str | None, client_cert: str | None, client_key: str | None, where: str
+) -> None:
+    """Load the connection's CA bundle and client certificate into ``context``; errors name the field."""
+
+    def no_passphrase() -> str:
+        # Without a callback OpenSSL would prompt on the terminal, hanging a worker or triggerer.
+        raise ConfigurationError(
+            f"{where}: the private key of 'client_cert' is encrypted with a passphrase; store it unencrypted"
+        )
+
+    if ca_bundle:
+        try:
+            context.load_verify_locations(cafile=ca_bundle)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigurationError(
+                f"{where}: extra 'ca_bundle' {ca_bundle!r} cannot be loaded as PEM CA certificates ({exc})"
+            ) from None
+    if client_cert:
+        try:
+            context.load_cert_chain(client_cert, client_key, password=no_passphrase)
+        except (ssl.SSLError, OSError) as exc:
+            mismatch = getattr(exc, "reason", None) == "KEY_VALUES_MISMATCH"
+            fields = "'client_cert' and 'client_key'" if client_key else "'client_cert'"
+            problem = "the private key does not belong to the certificate" if mismatch else f"cannot be loaded ({exc})"
+            raise ConfigurationError(
+                f"{where}: extra {fields} ({client_cert!r}{', ' + repr(client_key) if client_key else ''}): {problem}"
+            ) from None
+
+
+def _readable_file(key: str, value: str, where: str) -> str:
+    if _CONTROL.search(value):
+        raise ConfigurationError(f"{where}: extra {key!r} contains a line break or other control character")
+    if not os.path.isabs(value):
+        raise ConfigurationError(
+            f"{where}: extra {key!r} must be an absolute path (workers and the triggerer run in different "
+            f"directories), got {value!r}"
+        )
+    if not os.path.exists(value):
+        raise ConfigurationError(f"{where}: extra {key!r} names {value!r}, which does not exist on this machine")
+    if not os.path.isfile(value):
+        raise ConfigurationError(f"{where}: extra {key!r} names {value!r}, which is not a file")
+    return value
+
+
+def _read_text(key: str, path: str, where: str) -> str:
+    try:
+        with open(path, "rb") as file:
+            return file.read().decode("ascii", errors="replace")
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{where}: extra {key!r} names {path!r}, which this process (uid {os.getuid()}) cannot read: {exc.strerror}"
+        ) from None
 
 
 def _dialect_options(dialect: str, options: dict[str, Any] | str | None, where: str) -> str:
@@ -151,7 +353,7 @@ def _base_url(host: str | None, schema: str | None, port: int | None, where: str
     if "://" not in host:
         scheme = schema if schema in ("http", "https") else "https"
         host = f"{scheme}://{host}"
-    parts = urlsplit(host)
+    parts = _split_host(host, where)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(f"{where}: host {host!r} is not an http(s) URL")
     if parts.query or parts.fragment:
@@ -160,3 +362,21 @@ def _base_url(host: str | None, schema: str | None, port: int | None, where: str
     if port and parts.port is None:
         netloc = f"{netloc}:{port}"
     return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def _split_host(host: str, where: str) -> SplitResult:
+    """The Base URL split, refusing what would leak or break later; never echoes a password."""
+    if _CONTROL.search(host) or " " in host:
+        raise ConfigurationError(f"{where}: host {redact_url(host)!r} contains a space, line break or other control character")
+    parts = urlsplit(host)
+    if "@" in parts.netloc:
+        # A password here would be printed in every error message and log line naming the URL.
+        raise ConfigurationError(
+            f"{where}: host {redact_url(host)!r} must not contain user info (user:password@); "
+            "put the API token in the password field (API token) and a proxy's credentials in the 'proxy' extra"
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise ConfigurationError(f"{where}: host {host!r} has an invalid port") from None
+    return parts

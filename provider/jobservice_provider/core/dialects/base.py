@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Self, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pendulum
 
@@ -245,6 +245,17 @@ def classify_error(
     message = f"{where}HTTP {status}: {detail}"
     if status in TRANSIENT_STATUSES:
         return TransientError(message, status=status, retry_after=parse_retry_after(response.headers.get("retry-after")))
+    if 300 <= status < 400:
+        # The client never follows a redirect (allow_redirects=False): following one would send
+        # the bearer token to whatever host Location names. The user moves the Base URL instead.
+        location = response.headers.get("location")
+        target = f"redirects to {shown_location(location)}" if location else "redirects, without a Location header"
+        return PermanentError(
+            f"{where}HTTP {status}: the service {target}; redirects are not followed, so the API token never goes to "
+            "another address: if the service has moved, set the connection's Base URL to its new address",
+            status=status,
+            problem=problem,
+        )
     if status in (401, 403):
         return AuthenticationError(message, status=status, problem=problem)
     if status == 404 and job_id is not None:
@@ -254,6 +265,22 @@ def classify_error(
     if status in (400, 413, 422):
         return InvalidRequestError(message, status=status, problem=problem)
     return PermanentError(message, status=status, problem=problem)
+
+
+def shown_location(location: str) -> str:
+    """A ``Location`` header as a message may show it: no user info, query or fragment (a
+    pre-signed URL's signature lives there), no control characters, at most 200 characters."""
+    cleaned = "".join(c if c.isprintable() else "\ufffd" for c in location.strip())
+    try:
+        parts = urlsplit(cleaned)
+    except ValueError:
+        return body_excerpt(cleaned)
+    netloc = parts.netloc.rpartition("@")[2]
+    origin = f"{parts.scheme + ':' if parts.scheme else ''}//{netloc}" if netloc else ""
+    shown = origin + parts.path
+    if parts.query or parts.fragment:
+        shown += " (query omitted)"
+    return body_excerpt(shown)
 
 
 def text_error_detail(body: bytes) -> str:

@@ -15,6 +15,7 @@ from tests.support.local_service import LocalService
 
 from jobservice_provider.core.client import JobServiceClient
 from jobservice_provider.core.config import ServiceConfig
+from jobservice_provider.core.errors import TransientError
 from jobservice_provider.core.policy import PollPolicy, RetryPolicy
 from jobservice_provider.core.wait import Outcome, WaitSpec, wait_for_job
 from jobservice_provider.triggers.jobservice import JobStatusTrigger
@@ -33,29 +34,44 @@ async def submit_sleep(service: Any, seconds: float) -> str:
         return (await client.submit("sleep", {"seconds": seconds})).id
 
 
-async def wait_through(proxy_faults: list[Fault], service: Any, caplog: pytest.LogCaptureFixture) -> list[str]:
-    """Wait for a short job through the proxy; return the transient-error warnings logged."""
+async def wait_through(proxy_faults: list[Fault], service: Any, caplog: pytest.LogCaptureFixture) -> tuple[list[str], list[str]]:
+    """Wait for a short job through the proxy; return the warnings and the recovery lines logged."""
     job_id = await submit_sleep(service, 1.0)
     async with FaultProxy(service.base_url).running() as proxy:
         proxy.add(*proxy_faults)
         async with JobServiceClient(config_for(proxy.url, service.token)) as client:
-            with caplog.at_level(logging.WARNING):
+            with caplog.at_level(logging.INFO):
                 result = await wait_for_job(client, WaitSpec(job_id=job_id, poll=FAST_POLL, retry=FAST_RETRY), check_now=True)
     assert result.outcome is Outcome.SUCCESS, result.message
-    return [r.getMessage() for r in caplog.records if "transient error" in r.getMessage()]
+    assert proxy.faulted["status"] == len(proxy_faults)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    recoveries = [r.getMessage() for r in caplog.records if "working again" in r.getMessage()]
+    return warnings, recoveries
 
 
-async def test_503_five_times_then_ok_succeeds_with_five_warnings(local_service: Any, caplog: pytest.LogCaptureFixture) -> None:
-    warnings = await wait_through([status(503)] * 5, local_service, caplog)
-    assert len(warnings) == 5 and all("HTTP 503" in w and "retrying in" in w for w in warnings), warnings
+async def test_503_five_times_then_ok_succeeds_with_one_warning_and_one_recovery_line(
+    local_service: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    warnings, recoveries = await wait_through([status(503)] * 5, local_service, caplog)
+    assert len(warnings) == 1 and "HTTP 503" in warnings[0] and "retrying in" in warnings[0], warnings
+    assert len(recoveries) == 1 and "5 failure(s)" in recoveries[0], recoveries
 
 
 async def test_html_error_pages_and_resets_mid_body_are_retried(local_service: Any, caplog: pytest.LogCaptureFixture) -> None:
     html = status(502, "<html><body>Bad gateway</body></html>", Content_Type="text/html")
-    warnings = await wait_through([html, RESET], local_service, caplog)
-    assert len(warnings) == 2, warnings
-    assert "HTTP 502" in warnings[0] and "Bad gateway" in warnings[0]
-    assert "connection closed after" in warnings[1]
+    warnings, recoveries = await wait_through([html, RESET], local_service, caplog)
+    assert len(warnings) == 1 and "HTTP 502" in warnings[0] and "Bad gateway" in warnings[0], warnings
+    assert len(recoveries) == 1 and "2 failure(s)" in recoveries[0], recoveries
+
+
+async def test_a_reset_mid_body_is_a_transient_error_saying_so(local_service: Any) -> None:
+    job_id = await submit_sleep(local_service, 1.0)
+    async with FaultProxy(local_service.base_url).running() as proxy:
+        proxy.add(RESET)
+        async with JobServiceClient(config_for(proxy.url, local_service.token)) as client:
+            with pytest.raises(TransientError) as info:
+                await client.get_job(job_id)
+    assert "GET " in str(info.value) and job_id in str(info.value)
 
 
 async def test_retry_after_holds_back_the_next_request(local_service: Any) -> None:

@@ -25,13 +25,11 @@ async def test_long_poll_sees_completion_long_before_the_next_poll(local_service
     config = config_for(local_service)
     async with JobServiceClient(config) as client:
         job = await client.submit("sleep", {"seconds": 2})
-        async with shared_watcher(config) as watcher:
-            watcher.register(job.id)
+        async with shared_watcher(config) as watcher, watcher.subscribe(job.id) as subscription:
             started = time.monotonic()
             spec = WaitSpec(job_id=job.id, poll=PollPolicy(interval=60))
-            result = await wait_for_job(client, spec, check_now=True, lookup=watcher.lookup)
+            result = await wait_for_job(client, spec, check_now=True, lookup=subscription.check)
             elapsed = time.monotonic() - started
-            watcher.unregister(job.id)
     assert result.outcome is Outcome.SUCCESS
     assert elapsed < 4, elapsed  # polling alone would look again only after ~60 s
 
@@ -43,17 +41,15 @@ async def test_watched_waits_are_not_polled_while_the_watch_is_open(local_servic
         lookups = 0
         async with shared_watcher(config) as watcher:
 
-            async def counted(job_id: str, delay: float, hold: bool) -> Any:
-                nonlocal lookups
-                lookups += 1
-                return await watcher.lookup(job_id, delay, hold)
-
             async def wait(job_id: str) -> Any:
-                watcher.register(job_id)
-                try:
+                async with watcher.subscribe(job_id) as subscription:
+
+                    async def counted(delay: float, hold: bool) -> Any:
+                        nonlocal lookups
+                        lookups += 1
+                        return await subscription.check(delay, hold)
+
                     return await wait_for_job(client, WaitSpec(job_id=job_id, poll=PollPolicy(interval=0.5)), lookup=counted)
-                finally:
-                    watcher.unregister(job_id)
 
             results = await asyncio.gather(*(wait(j.id) for j in jobs))
     assert [r.outcome for r in results] == [Outcome.SUCCESS] * 150
@@ -71,15 +67,19 @@ async def test_many_waits_share_few_batch_requests(local_service: Any) -> None:
 
         async with shared_watcher(config) as watcher:
 
-            async def counted(job_id: str, delay: float, hold: bool) -> Any:
-                nonlocal polls
-                polls += 1
-                return await watcher.lookup(job_id, delay)  # unregistered: polled, never held
-
             spec = PollPolicy(interval=0.5)
-            results = await asyncio.gather(
-                *(wait_for_job(client, WaitSpec(job_id=j.id, poll=spec), lookup=counted) for j in jobs)
-            )
+
+            async def wait(job_id: str) -> Any:
+                async with watcher.subscribe(job_id) as subscription:
+
+                    async def counted(delay: float, hold: bool) -> Any:
+                        nonlocal polls
+                        polls += 1
+                        return await subscription.check(delay)  # never held: every check is polled
+
+                    return await wait_for_job(client, WaitSpec(job_id=job_id, poll=spec), lookup=counted)
+
+            results = await asyncio.gather(*(wait(j.id) for j in jobs))
             requests = watcher.requests_sent
     assert [r.outcome for r in results] == [Outcome.SUCCESS] * 150
     assert polls >= 150 * 4 and requests * 10 <= polls, (polls, requests)

@@ -1,17 +1,22 @@
 """A fault-injecting HTTP proxy for tests: sits between the client and the real local service.
 
-Each status request (``GET /v1/jobs/<id>``, or a batch ``GET /v1/jobs?id=…``) takes the next scripted fault;
-when the script is empty, requests pass through. Other requests always pass through.
+Requests are sorted into routes (:func:`route_of`: ``status`` for ``GET /v1/jobs/<id>`` and the
+batch ``GET /v1/jobs?id=…``, ``result``, ``logs``, ``cancel``, ``submit``, ``watch``, ``list``,
+``health``). Each request takes the next fault scripted for its route (``add``), or the fault of a
+time window open on its route (``fail_for``); otherwise it passes through. Every request is
+counted per route, so tests assert exact numbers. ``running()`` serves in the test's event loop;
+``threaded()`` in a thread of its own, for sync code (hooks and operators on a "worker").
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 import time
-from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 
 import aiohttp
 from aiohttp import web
@@ -35,34 +40,73 @@ def status(code: int, body: str = "", **headers: str) -> Fault:
 RESET = Fault(reset=True)
 
 
+def route_of(method: str, path: str, query: Mapping[str, str]) -> str:
+    """Which kind of call a request to the native API is."""
+    parts = path.strip("/").split("/")
+    if parts[:2] == ["v1", "jobs"]:
+        if len(parts) == 2:
+            if method == "POST":
+                return "submit"
+            return "status" if "id" in query else "list"
+        if len(parts) == 3:
+            return "status"
+        return {"result": "result", "logs": "logs", "cancel": "cancel"}.get(parts[3], "other")
+    if parts == ["v1", "watch"]:
+        return "watch"
+    if parts == ["v1", "health"]:
+        return "health"
+    return "other"
+
+
 class FaultProxy:
-    """``async with FaultProxy(upstream_url) as proxy``; ``proxy.url`` is what the client uses."""
+    """``async with FaultProxy(upstream_url).running() as proxy``; ``proxy.url`` is what the client uses."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
-        self.script: deque[Fault] = deque()
+        self.scripts: dict[str, deque[Fault]] = {}
+        self.windows: dict[str, tuple[float, Fault]] = {}  # route -> (until, fault), monotonic time
+        self.requests: Counter[str] = Counter()  # per route, faulted or not
+        self.faulted: Counter[str] = Counter()  # per route, answered with a fault
         self.status_requests: list[float] = []  # monotonic times of status requests
         self.url = ""
 
-    def add(self, *faults: Fault) -> None:
-        self.script.extend(faults)
+    @property
+    def script(self) -> deque[Fault]:
+        return self.scripts.setdefault("status", deque())
+
+    def add(self, *faults: Fault, route: str = "status") -> None:
+        """The next requests on ``route`` get these faults, one each, in order."""
+        self.scripts.setdefault(route, deque()).extend(faults)
+
+    def fail_for(self, seconds: float, fault: Fault, route: str = "status") -> None:
+        """Every request on ``route`` gets ``fault`` for the next ``seconds``."""
+        self.windows[route] = (time.monotonic() + seconds, fault)
+
+    def _fault_for(self, route: str) -> Fault | None:
+        script = self.scripts.get(route)
+        if script:
+            return script.popleft()
+        window = self.windows.get(route)
+        if window is not None and time.monotonic() < window[0]:
+            return window[1]
+        return None
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        single = request.path.startswith("/v1/jobs/") and request.path.count("/") == 3
-        batch = request.path == "/v1/jobs" and "id" in request.query
-        is_status = request.method == "GET" and (single or batch)
-        if is_status:
+        route = route_of(request.method, request.path, request.query)
+        self.requests[route] += 1
+        if route == "status":
             self.status_requests.append(time.monotonic())
-            if self.script:
-                fault = self.script.popleft()
-                if fault.reset:
-                    response = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Length": "400"})
-                    await response.prepare(request)
-                    await response.write(b'{"id": "j_')
-                    assert request.transport is not None
-                    request.transport.close()
-                    return response
-                return web.Response(status=fault.status, body=fault.body, headers=dict(fault.headers))
+        fault = self._fault_for(route)
+        if fault is not None:
+            self.faulted[route] += 1
+            if fault.reset:
+                response = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Length": "400"})
+                await response.prepare(request)
+                await response.write(b'{"id": "j_')
+                assert request.transport is not None
+                request.transport.close()
+                return response
+            return web.Response(status=fault.status, body=fault.body, headers=dict(fault.headers))
         async with self._session.request(
             request.method,
             self.upstream + request.path_qs,
@@ -75,6 +119,32 @@ class FaultProxy:
             return web.Response(
                 status=upstream.status, body=body, headers={"Content-Type": upstream.headers.get("Content-Type", "")}
             )
+
+    @contextmanager
+    def threaded(self) -> Iterator[FaultProxy]:
+        """The proxy served from a thread with its own event loop (for sync callers)."""
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        stop: asyncio.Event | None = None
+
+        async def serve() -> None:
+            nonlocal stop
+            stop = asyncio.Event()
+            async with self.running():
+                ready.set()
+                await stop.wait()
+
+        thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+        thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("the fault proxy did not start within 10 s")
+        try:
+            yield self
+        finally:
+            assert stop is not None
+            loop.call_soon_threadsafe(stop.set)
+            thread.join(10)
+            loop.close()
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[FaultProxy]:

@@ -209,11 +209,11 @@ class LogsOnly:
 async def test_a_check_the_watcher_may_hold_is_still_bounded_by_the_deadline() -> None:
     asked: list[bool] = []
 
-    def lookup(job_id: str, delay: float, hold: bool) -> asyncio.Future[Job]:
+    def lookup(delay: float, hold: bool) -> asyncio.Future[Job]:
         asked.append(hold)
         answer: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
         if len(asked) == 1:
-            answer.set_result(Job.from_json({"id": job_id, "status": "RUNNING"}))
+            answer.set_result(Job.from_json({"id": "j_1", "status": "RUNNING"}))
         return answer  # later checks: never answered, like a watch that sees no change
 
     started = time.monotonic()

@@ -1,51 +1,69 @@
-"""The shared watcher coalesces due checks into batch lookups and isolates waits from each other."""
+"""The shared watcher: coalesced checks, isolation between waits, bounded pauses, no hangs.
+
+The client is injected (a fake answering from memory); every test goes through the public
+subscription API, as the trigger does.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 
 import pytest
 
 from jobservice_provider.core.config import ServiceConfig
-from jobservice_provider.core.errors import JobNotFoundError, PermanentError, TransientError
+from jobservice_provider.core.errors import JobNotFoundError, JobServiceError, PermanentError, TransientError
 from jobservice_provider.core.job import Job
+from jobservice_provider.core.policy import RetryPolicy
 from jobservice_provider.core.watcher import Watcher, shared_watcher
 
 CONFIG = ServiceConfig(base_url="http://127.0.0.1:9", conn_id="fake")
 
 
 class FakeBatchClient:
-    """Answers batch lookups from memory and records every request."""
+    """Answers batch lookups from memory and records every request.
 
-    def __init__(self, fail_with: Exception | None = None) -> None:
-        self.batches: list[list[str]] = []
-        self.fail_with = fail_with
+    :param fail_with: raised by every batch (or by the batches ``fail_when`` picks).
+    """
 
     class dialect:
         max_batch = 100
+        supports_watch = False
+
+    def __init__(self, fail_with: BaseException | None = None, fail_when: Callable[[list[str]], bool] | None = None) -> None:
+        self.batches: list[list[str]] = []
+        self.fail_with = fail_with
+        self.fail_when = fail_when or (lambda ids: True)
 
     async def get_jobs(self, job_ids: Sequence[str]) -> tuple[list[Job], list[str]]:
         self.batches.append(list(job_ids))
-        if self.fail_with:
+        if self.fail_with is not None and self.fail_when(list(job_ids)):
             raise self.fail_with
-        found = [Job.from_json({"id": j, "status": "RUNNING"}) for j in job_ids if not j.startswith("gone")]
+        found = [Job.from_json({"id": j, "status": "RUNNING", "version": 1}) for j in job_ids if not j.startswith("gone")]
         return found, [j for j in job_ids if j.startswith("gone")]
 
 
-async def started_watcher(client: FakeBatchClient, window: float = 0.5) -> Watcher:
-    watcher = Watcher(CONFIG, window=window)
-    watcher.client = client  # type: ignore[assignment]
-    watcher._task = asyncio.create_task(watcher._run())
-    return watcher
+@asynccontextmanager
+async def watching(client: FakeBatchClient, window: float = 0.5) -> AsyncIterator[Watcher]:
+    watcher = Watcher(CONFIG, client=client, window=window, rand=lambda: 0.5)
+    await watcher.open()
+    try:
+        yield watcher
+    finally:
+        await watcher.close()
+
+
+async def check(watcher: Watcher, job_id: str, delay: float, retry: RetryPolicy | None = None) -> Job:
+    async with watcher.subscribe(job_id, retry) as subscription:
+        return await subscription.check(delay)
 
 
 async def test_checks_due_together_go_out_in_batches_of_at_most_100() -> None:
     client = FakeBatchClient()
-    watcher = await started_watcher(client)
-    # 250 waits whose checks fall due within 0.3 s of each other, 3 s from now
-    answers = await asyncio.gather(*(watcher.lookup(f"j{i}", 3.0 + (i % 30) / 100) for i in range(250)))
-    await watcher.close()
+    async with watching(client) as watcher:
+        # 250 waits whose checks fall due within 0.3 s of each other, 3 s from now
+        answers = await asyncio.gather(*(check(watcher, f"j{i}", 3.0 + (i % 30) / 100) for i in range(250)))
     assert [a.id for a in answers] == [f"j{i}" for i in range(250)]
     assert len(client.batches) == 3 and max(map(len, client.batches)) == 100
     assert sorted(j for batch in client.batches for j in batch) == sorted(f"j{i}" for i in range(250))
@@ -53,60 +71,109 @@ async def test_checks_due_together_go_out_in_batches_of_at_most_100() -> None:
 
 async def test_checks_far_apart_are_not_merged_and_not_answered_much_early() -> None:
     client = FakeBatchClient()
-    watcher = await started_watcher(client, window=0.05)
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    times: dict[str, float] = {}
+    async with watching(client, window=0.05) as watcher:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        times: dict[str, float] = {}
 
-    async def timed(job_id: str, delay: float) -> None:
-        await watcher.lookup(job_id, delay)
-        times[job_id] = loop.time() - start
+        async def timed(job_id: str, delay: float) -> None:
+            await check(watcher, job_id, delay)
+            times[job_id] = loop.time() - start
 
-    await asyncio.gather(timed("early", 0.05), timed("late", 0.4))
-    await watcher.close()
+        await asyncio.gather(timed("early", 0.05), timed("late", 0.4))
     assert client.batches == [["early"], ["late"]]
     assert times["late"] >= 0.4 - 0.025  # early by at most half the window
 
 
 async def test_a_wait_polling_faster_than_the_window_keeps_its_pace() -> None:
     client = FakeBatchClient()
-    watcher = await started_watcher(client, window=0.5)
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    for _ in range(5):
-        await watcher.lookup("fast", 0.05)
-    await watcher.close()
-    assert loop.time() - start >= 5 * 0.05 * 0.9  # not answered back to back
+    async with watching(client, window=0.5) as watcher, watcher.subscribe("fast") as subscription:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for _ in range(5):
+            await subscription.check(0.05)
+        assert loop.time() - start >= 5 * 0.05 * 0.9  # not answered back to back
     assert len(client.batches) == 5
 
 
-async def test_a_cancelled_wait_leaves_the_others_alone_and_unknown_ids_fail_alone() -> None:
+async def test_a_withdrawn_check_leaves_the_others_alone_and_unknown_ids_fail_alone() -> None:
     client = FakeBatchClient()
-    watcher = await started_watcher(client)
-    leaving = watcher.lookup("leaving", 1.0)
-    staying = watcher.lookup("staying", 1.0)
-    gone = watcher.lookup("gone-1", 1.0)
-    await asyncio.sleep(0.01)
-    leaving.cancel()
-    assert (await staying).id == "staying"
-    with pytest.raises(JobNotFoundError):
-        await gone
-    await watcher.close()
+    async with (
+        watching(client) as watcher,
+        watcher.subscribe("leaving") as leaving_sub,
+        watcher.subscribe("staying") as staying_sub,
+        watcher.subscribe("gone-1") as gone_sub,
+    ):
+        leaving = leaving_sub.check(1.0)
+        staying = staying_sub.check(1.0)
+        gone = gone_sub.check(1.0)
+        await asyncio.sleep(0.01)
+        leaving.cancel()
+        assert (await staying).id == "staying"
+        with pytest.raises(JobNotFoundError):
+            await gone
     assert client.batches == [["staying", "gone-1"]]
 
 
 async def test_a_transient_failure_reaches_every_wait_in_the_batch_and_pauses_the_service() -> None:
     client = FakeBatchClient(fail_with=TransientError("HTTP 429", status=429, retry_after=0.3))
-    watcher = await started_watcher(client, window=0.01)
-    results = await asyncio.gather(*(watcher.lookup(f"j{i}", 0.0) for i in range(3)), return_exceptions=True)
-    assert all(isinstance(r, TransientError) for r in results)
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    with pytest.raises(TransientError):
-        await watcher.lookup("j0", 0.0)  # asked at once, but the service is paused for Retry-After
-    assert loop.time() - start >= 0.25
-    await watcher.close()
+    policy = RetryPolicy(base=0.05, cap=1.0)
+    async with watching(client, window=0.01) as watcher:
+        results = await asyncio.gather(*(check(watcher, f"j{i}", 0.0, policy) for i in range(3)), return_exceptions=True)
+        assert all(isinstance(r, TransientError) for r in results)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(TransientError):
+            await check(watcher, "j0", 0.0, policy)  # asked at once, but the service is paused for Retry-After
+        assert loop.time() - start >= 0.25
     assert len(client.batches) == 2
+
+
+async def test_a_huge_retry_after_pauses_no_longer_than_the_waits_retry_cap() -> None:
+    client = FakeBatchClient(fail_with=TransientError("HTTP 429", status=429, retry_after=999999.0))
+    policy = RetryPolicy(base=0.05, cap=0.3)
+    async with watching(client, window=0.01) as watcher:
+        with pytest.raises(TransientError):
+            await check(watcher, "j0", 0.0, policy)
+        client.fail_with = None  # the service recovers
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        assert (await asyncio.wait_for(check(watcher, "j1", 0.0, policy), 5)).id == "j1"
+        assert loop.time() - start <= 0.3 + 0.1  # the cap, not 999999 s
+
+
+async def test_retry_after_zero_never_becomes_a_tight_loop() -> None:
+    client = FakeBatchClient(fail_with=TransientError("HTTP 429", status=429, retry_after=0.0))
+    policy = RetryPolicy(base=0.1, cap=0.4, jitter=0.0)
+    async with watching(client, window=0.01) as watcher:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 1.0
+        while loop.time() < end:
+            with pytest.raises(TransientError):
+                await check(watcher, "j", 0.0, policy)  # a wait that asks again at once, every time
+    # paused 0.1, 0.2, 0.4, 0.4 … s between requests, whatever the service's Retry-After: 0
+    assert 3 <= len(client.batches) <= 6, len(client.batches)
+
+
+async def test_a_bug_in_a_batch_lookup_fails_only_the_waits_it_concerns_naming_the_exception() -> None:
+    client = FakeBatchClient(fail_with=KeyError("status"), fail_when=lambda ids: "poison" in ids)
+    async with watching(client, window=0.5) as watcher:
+        poisoned, healthy = await asyncio.gather(check(watcher, "poison", 0.2), check(watcher, "fine", 0.2), return_exceptions=True)
+        assert isinstance(poisoned, JobServiceError) and "KeyError" in str(poisoned) and "poison" in str(poisoned)
+        assert isinstance(healthy, Job) and healthy.id == "fine"
+        # The watcher carries on for later waits.
+        assert (await asyncio.wait_for(check(watcher, "later", 0.0), 2)).id == "later"
+    assert client.batches[0] == ["poison", "fine"] and ["poison"] in client.batches and ["fine"] in client.batches
+
+
+@pytest.mark.parametrize("error", [ValueError("header value contains CR/LF"), RuntimeError("dialect bug")])
+async def test_any_exception_in_every_batch_becomes_an_error_for_each_wait_never_a_hang(error: Exception) -> None:
+    client = FakeBatchClient(fail_with=error)
+    async with watching(client, window=0.05) as watcher:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(check(watcher, f"j{i}", 0.1) for i in range(5)), return_exceptions=True), timeout=2
+        )
+    assert all(isinstance(r, JobServiceError) and type(error).__name__ in str(r) for r in results), results
 
 
 async def test_one_watcher_per_service_per_loop_closed_after_the_last_user() -> None:
@@ -119,68 +186,84 @@ async def test_one_watcher_per_service_per_loop_closed_after_the_last_user() -> 
         rotated = ServiceConfig(base_url="http://127.0.0.1:9", conn_id="fake", token="rotated-token")
         async with shared_watcher(rotated) as fourth:
             assert fourth is first and first.client.config.token == "rotated-token"
-    assert first._task is not None and first._task.done()
+    async with shared_watcher(CONFIG) as fresh:
+        assert fresh is not first  # the first one closed with its last user
 
 
 class FakeWatchClient(FakeBatchClient):
     """Also watches: each watch request takes the next answer (or error) the test queues."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.watches: list[dict[str, int]] = []
-        self.answers: asyncio.Queue[tuple[list[Job], list[str]] | Exception] = asyncio.Queue()
 
     class dialect:
         max_batch = 100
         max_watch = 10_000
         supports_watch = True
 
-    async def get_jobs(self, job_ids: Sequence[str]) -> tuple[list[Job], list[str]]:
-        self.batches.append(list(job_ids))
-        return [Job.from_json({"id": j, "status": "RUNNING", "version": 1}) for j in job_ids], []
+    def __init__(self) -> None:
+        super().__init__()
+        self.watches: list[dict[str, int]] = []
+        self.answers: asyncio.Queue[tuple[list[Job], list[str]] | BaseException] = asyncio.Queue()
 
     async def watch(self, seen: dict[str, int], wait_s: float) -> tuple[list[Job], list[str]]:
         self.watches.append(dict(seen))
         answer = await self.answers.get()
-        if isinstance(answer, Exception):
+        if isinstance(answer, BaseException):
             raise answer
         return answer
 
 
-async def watching_watcher(client: FakeWatchClient) -> Watcher:
-    watcher = await started_watcher(client, window=0.01)
-    watcher._watch_ok = True
-    watcher._watch_task = asyncio.create_task(watcher._watch())
-    return watcher
-
-
 async def test_a_held_check_is_not_polled_and_is_answered_when_the_watch_reports_a_change() -> None:
     client = FakeWatchClient()
-    watcher = await watching_watcher(client)
-    watcher.register("j1")
-    first = await watcher.lookup("j1", 0.0, True)  # the first look is always a lookup
-    assert first.version == 1 and client.batches == [["j1"]]
-    held = watcher.lookup("j1", 0.05, True)
-    await asyncio.sleep(0.5)  # ten times the delay: a polled check would have been answered
-    assert not held.done() and client.batches == [["j1"]] and client.watches == [{"j1": 1}]
-    client.answers.put_nowait(([Job.from_json({"id": "j1", "status": "SUCCEEDED", "version": 2})], []))
-    assert (await held).version == 2
-    watcher.unregister("j1")
-    await watcher.close()
+    async with watching(client, window=0.01) as watcher, watcher.subscribe("j1") as subscription:
+        first = await subscription.check(0.0, True)  # the first look is always a lookup
+        assert first.version == 1 and client.batches == [["j1"]]
+        held = subscription.check(0.05, True)
+        await asyncio.sleep(0.5)  # ten times the delay: a polled check would have been answered
+        assert not held.done() and client.batches == [["j1"]] and client.watches == [{"j1": 1}]
+        client.answers.put_nowait(([Job.from_json({"id": "j1", "status": "SUCCEEDED", "version": 2})], []))
+        assert (await held).version == 2
 
 
-async def test_a_failing_watch_sends_held_checks_back_to_polling() -> None:
+async def test_a_watch_answer_for_a_job_it_did_not_list_is_never_taken_for_it() -> None:
     client = FakeWatchClient()
-    watcher = await watching_watcher(client)
-    watcher.register("j1")
-    await watcher.lookup("j1", 0.0, True)
-    held = watcher.lookup("j1", 0.05, True)
-    await asyncio.sleep(0.2)
-    assert not held.done()
-    client.answers.put_nowait(PermanentError("HTTP 404: no such route"))
-    assert (await asyncio.wait_for(held, 2)).version == 1  # polled instead
-    assert client.batches == [["j1"], ["j1"]]
-    # While the watch is down, checks are polled on their own schedule, not held.
-    assert (await asyncio.wait_for(watcher.lookup("j1", 0.05, True), 2)).version == 1
-    watcher.unregister("j1")
-    await watcher.close()
+    async with watching(client, window=0.01) as watcher, watcher.subscribe("j1") as subscription:
+        await subscription.check(0.0, True)
+        held = subscription.check(0.05, True)
+        await asyncio.sleep(0.2)
+        client.answers.put_nowait(([Job.from_json({"id": "intruder", "status": "SUCCEEDED", "version": 9})], []))
+        await asyncio.sleep(0.2)
+        assert not held.done()
+
+
+@pytest.mark.parametrize("error", [PermanentError("HTTP 404: no such route"), KeyError("seen")])
+async def test_a_failing_watch_sends_held_checks_back_to_polling(error: BaseException) -> None:
+    client = FakeWatchClient()
+    async with watching(client, window=0.01) as watcher, watcher.subscribe("j1") as subscription:
+        await subscription.check(0.0, True)
+        held = subscription.check(0.05, True)
+        await asyncio.sleep(0.2)
+        assert not held.done()
+        client.answers.put_nowait(error)
+        assert (await asyncio.wait_for(held, 2)).version == 1  # polled instead
+        assert client.batches == [["j1"], ["j1"]]
+        # While the watch is down, checks are polled on their own schedule, not held.
+        assert (await asyncio.wait_for(subscription.check(0.05, True), 2)).version == 1
+
+
+async def test_a_successful_watch_ends_a_pause_at_once() -> None:
+    client = FakeWatchClient()
+    async with watching(client, window=0.01) as watcher, watcher.subscribe("j1", RetryPolicy(cap=30)) as subscription:
+        await subscription.check(0.0, True)  # j1 joins; the watch lists it
+        await asyncio.sleep(0.05)
+        client.fail_with = TransientError("HTTP 503", status=503, retry_after=20.0)
+        async with watcher.subscribe("j2", RetryPolicy(cap=30)) as other:
+            with pytest.raises(TransientError):
+                await other.check(0.0)  # the service is now paused for 20 s
+            client.fail_with = None
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            pending = asyncio.ensure_future(other.check(0.0))
+            await asyncio.sleep(0.1)
+            assert not pending.done()
+            client.answers.put_nowait(([], []))  # the open watch returns: the service works again
+            assert (await asyncio.wait_for(pending, 2)).id == "j2"
+            assert loop.time() - start < 1.5

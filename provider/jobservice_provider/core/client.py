@@ -17,7 +17,14 @@ import aiohttp
 from jobservice_provider.core.config import ServiceConfig
 from jobservice_provider.core.dialects import Dialect, FollowUp, LogChunk, get_dialect, slice_log
 from jobservice_provider.core.dialects.base import job_matches
-from jobservice_provider.core.errors import ConfigurationError, JobNotFoundError, JobServiceError, PermanentError, TransientError
+from jobservice_provider.core.errors import (
+    ConfigurationError,
+    JobNotFoundError,
+    JobServiceError,
+    MalformedResponseError,
+    PermanentError,
+    TransientError,
+)
 from jobservice_provider.core.http import HttpRequest, HttpResponse
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.sessions import new_session, proxy_refusal, proxy_route, transport_error
@@ -162,11 +169,14 @@ class JobServiceClient:
     async def get_job(self, job_id: str, *, wait_s: float | None = None, seen: int | None = None) -> Job:
         request = self.dialect.get(job_id, wait_s=wait_s, seen=seen)
         timeout = self.config.request_timeout + (wait_s or 0)
-        return self.dialect.parse_job(await self.send(request, job_id=job_id, timeout=timeout))
+        return same_job(job_id, self.dialect.parse_job(await self.send(request, job_id=job_id, timeout=timeout)), "lookup")
 
     async def get_jobs(self, job_ids: Sequence[str]) -> tuple[list[Job], list[str]]:
         """Look up many jobs, in batches the dialect allows; returns (found, missing ids).
 
+        Only records of ids asked for are returned: a record of another job is never taken for
+        one of them (in place of one, it is a :class:`MalformedResponseError` naming both; an id
+        answered neither way is in neither list, and callers treat it as an error).
         Without a batch call in the dialect, the jobs are looked up one by one, at most
         ``LOOKUP_CONCURRENCY`` at a time.
         """
@@ -178,8 +188,20 @@ class JobServiceClient:
         for start in range(0, len(unique), self.dialect.max_batch):
             chunk = unique[start : start + self.dialect.max_batch]
             jobs, absent = self.dialect.parse_many(await self.send(self.dialect.get_many(chunk)), chunk)
-            found.extend(jobs)
-            missing.extend(absent)
+            asked = set(chunk)
+            ours = [job for job in jobs if job.id in asked]
+            others = [job.id for job in jobs if job.id not in asked]
+            gone = [job_id for job_id in absent if job_id in asked]
+            unanswered = asked - {job.id for job in ours} - set(gone)
+            if others and unanswered:
+                # Records of jobs nobody asked about where asked-for ones should be: a
+                # service answering for the wrong job is a broken service, never a success.
+                raise MalformedResponseError(
+                    f"the batch lookup of job(s) {', '.join(sorted(unanswered))} answered with the record(s) of "
+                    f"job(s) {', '.join(others[:5])} instead"
+                )
+            found.extend(ours)
+            missing.extend(gone)
         return found, missing
 
     async def watch(self, seen: Mapping[str, int], wait_s: float) -> tuple[list[Job], list[str]]:
@@ -233,7 +255,7 @@ class JobServiceClient:
     async def cancel_job(self, job_id: str) -> Job:
         response = await self.send(self.dialect.cancel(job_id), job_id=job_id)
         job: Job = await self._follow(self.dialect.parse_cancel(response, job_id))
-        return job
+        return same_job(job_id, job, "cancel")
 
     async def get_result(self, job_id: str) -> Any:
         response = await self.send(self.dialect.result(job_id), job_id=job_id)
@@ -283,3 +305,10 @@ async def _read_body(raw: aiohttp.ClientResponse, limit: int, described: str) ->
     if raw.content_length is not None and size < raw.content_length and "content-encoding" not in raw.headers:
         raise TransientError(f"{described}: connection closed after {size} of {raw.content_length} bytes")
     return body
+
+
+def same_job(asked: str, job: Job, call: str) -> Job:
+    """``job`` if it is the record of ``asked``; a record of another job is never a success."""
+    if job.id != asked:
+        raise MalformedResponseError(f"Job {asked}: the {call} answered with the record of another job, {job.id}")
+    return job

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -100,13 +101,7 @@ class Job:
                 key=data.get("key"),
                 version=_opt_int(data.get("version"), "version"),
                 attempt=_opt_int(data.get("attempt"), "attempt"),
-                progress=Progress(
-                    completed=progress.get("completed") or 0,
-                    total=progress.get("total"),
-                    message=progress.get("message"),
-                )
-                if isinstance(progress, Mapping)
-                else None,
+                progress=_progress(progress),
                 error=RemoteError(type=str(error.get("type", "Error")), message=str(error.get("message", "")))
                 if isinstance(error, Mapping)
                 else None,
@@ -136,6 +131,28 @@ class Job:
             "finished_at": _iso(self.finished_at),
             "meta": dict(self.meta),
         }
+
+
+def _progress(value: Any) -> Progress | None:
+    """``progress`` checked field by field: numbers are numbers, the message is text."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValueError("'progress' must be an object")
+    completed = _opt_number(value.get("completed"), "progress.completed")
+    total = _opt_number(value.get("total"), "progress.total")
+    message = value.get("message")
+    if message is not None and not isinstance(message, str):
+        raise ValueError("'progress.message' must be a string")
+    return Progress(completed=completed or 0, total=total, message=message)
+
+
+def _opt_number(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"'{name}' must be a finite number, got {value!r}")
+    return value
 
 
 def _num(value: float | None) -> str:

@@ -31,7 +31,7 @@ DEFAULT_NOT_FOUND_GRACE = 60.0
 CANCEL_POLL = PollPolicy(interval=1.0)
 DEFAULT_RETRY = RetryPolicy()
 
-Lookup = Callable[[str, float, bool], Awaitable[Job]]
+Lookup = Callable[[float, bool], Awaitable[Job]]
 _log = logging.getLogger(__name__)
 
 
@@ -122,7 +122,7 @@ async def wait_for_job(
     :param check_now: look at once instead of after the random first delay
         (use when nobody has looked at the job yet).
     :param lookup: where status checks go instead of ``client.get_job`` after ``sleep``:
-        ``lookup(job_id, delay, hold)`` answers with the record as of ``delay`` seconds from now
+        ``lookup(delay, hold)`` answers with the record as of ``delay`` seconds from now
         (the shared watcher, which batches the checks of many waits). With ``hold`` it may answer
         later, when the job changes, if the service would tell it of a change; the wait allows
         that unless it follows the log (which needs regular checks), and bounds it by the deadline.
@@ -155,11 +155,11 @@ async def wait_for_job(
         try:
             if lookup is not None:
                 if remaining is None:
-                    job = await lookup(job_id, delay, hold)
+                    job = await lookup(delay, hold)
                 else:
                     try:
                         async with asyncio.timeout(remaining):
-                            job = await lookup(job_id, delay, hold)
+                            job = await lookup(delay, hold)
                     except TimeoutError:
                         continue  # the deadline came first
             else:

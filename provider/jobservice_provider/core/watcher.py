@@ -1,48 +1,47 @@
 """One shared watcher per service per event loop: every wait's status checks, coalesced.
 
-A triggerer holds hundreds to thousands of waits. Each wait keeps its own jittered
-schedule (the wait loop decides *when*), but instead of sending its own request it asks
-the watcher, which gathers every check that falls due within a short coalescing window
-and answers them with batch lookups (up to the dialect's batch size per request), on one
-connection pool. A transient failure is handed to every wait in the batch (each applies
-its own error budget) and pauses the whole service for the backoff or Retry-After.
+A triggerer holds hundreds to thousands of waits. Each wait keeps its own jittered schedule
+(the wait loop decides *when*) but, instead of sending its own request, subscribes to the
+watcher and asks it for each check. Three pieces do the work, each readable alone:
 
-Where the dialect can watch many jobs in one request (the native API's ``POST /v1/watch``),
-one watch stays open over every job the watcher has seen. It answers a job's pending check
-as soon as the job changes, so completion is seen within about a second; and while the watch
-is healthy, a check that may be held (the wait does not follow logs) is not polled at all:
-the service would have said if the job had changed. If the watch fails, held checks go back
-to polling, so a broken watch costs latency, never correctness.
+- the :class:`~jobservice_provider.core.schedule.CheckSchedule` (pure): who is due when,
+  which checks may be held for the watch, when the service is paused;
+- the :class:`BatchPoller`: answers due checks with batch lookups (up to the dialect's batch
+  size per request) on one connection pool;
+- the :class:`WatchFeed`, where the dialect can watch many jobs in one request (the native
+  ``POST /v1/watch``): one watch stays open over every running job, answers a job's pending
+  checks as soon as it changes, and lets checks that may wait for a change skip polling.
+
+A transient failure is handed to every wait in the batch (each applies its own error budget)
+and pauses the service for the backoff or ``Retry-After``, bounded by the waits' retry
+policies and released by the next request that succeeds. Any other exception in background
+work fails exactly the checks it was serving, with the exception named, and the watcher
+carries on: no wait can hang on it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
-import heapq
-import itertools
 import logging
-from collections.abc import AsyncIterator, Hashable
+import random
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from typing import Any, Protocol
 
 from jobservice_provider.core.client import JobServiceClient
 from jobservice_provider.core.config import ServiceConfig
-from jobservice_provider.core.errors import JobNotFoundError, JobServiceError, TransientError
+from jobservice_provider.core.errors import JobNotFoundError, JobServiceError, MalformedResponseError, PermanentError, TransientError
 from jobservice_provider.core.job import Job
+from jobservice_provider.core.policy import Rand, RetryPolicy
+from jobservice_provider.core.retry import OutageLog
+from jobservice_provider.core.schedule import DEFAULT_WINDOW, Check, CheckSchedule
 from jobservice_provider.core.sessions import shared_session
-from jobservice_provider.core.status import TERMINAL
 
 log = logging.getLogger(__name__)
 
-# A check is answered within ±(COALESCE_WINDOW / 2) of when it is due, so that checks
-# falling due close together share one request; and within ±SLACK_FRACTION of its own
-# delay, so a wait that polls faster than the window keeps its pace.
-COALESCE_WINDOW = 0.5
-SLACK_FRACTION = 0.1
 # Batch requests in flight at once per service.
 MAX_CONCURRENT_REQUESTS = 4
-# Pause for the whole service after a transient failure without Retry-After.
-TRANSIENT_PAUSE = 1.0
 # The watch: how long one request may stay open; how long while jobs are still joining (a
 # newcomer's change is reported once the next watch lists it, so that must come soon); and
 # the pause after an answer, during which further changes gather so one answer carries many.
@@ -51,315 +50,311 @@ WATCH_SECONDS_WHILE_JOINING = 2.0
 WATCH_GAP = 1.0
 
 
-class _Check:
-    """One pending status check of one wait."""
+class BatchClient(Protocol):
+    """What the watcher needs of a client (the core client, or a fake in unit tests)."""
 
-    __slots__ = ("answer", "delay", "held", "hold", "job_id", "latest", "not_before", "seq")
+    @property
+    def dialect(self) -> Any: ...
 
-    def __init__(
-        self, latest: float, seq: int, not_before: float, delay: float, job_id: str, answer: asyncio.Future[Job], hold: bool
-    ):
-        self.latest = latest  # the last moment the check may be answered (unless held)
-        self.seq = seq
-        self.not_before = not_before  # the first moment it may be
-        self.delay = delay  # how long the wait chose to wait for it
-        self.job_id = job_id
-        self.answer = answer
-        self.hold = hold  # may wait past `latest` for a change while the watch covers the job
-        self.held = False  # out of the schedule, waiting for the watch
+    async def get_jobs(self, job_ids: Sequence[str]) -> tuple[list[Job], list[str]]: ...
 
-    def __lt__(self, other: _Check) -> bool:
-        return (self.latest, self.seq) < (other.latest, other.seq)
+    async def watch(self, seen: Mapping[str, int], wait_s: float) -> tuple[list[Job], list[str]]: ...
 
 
-class _Watched:
-    """What the watcher knows of one job."""
+def background_failure(what: str, exc: BaseException) -> PermanentError:
+    """The error a wait gets when background work failed in a way nobody planned for."""
+    return PermanentError(f"{what} failed: {type(exc).__name__}: {exc}")
 
-    __slots__ = ("checks", "covered", "record", "users")
 
-    def __init__(self) -> None:
-        self.checks: list[_Check] = []  # unanswered checks, due or held
-        self.record: Job | None = None  # the last record seen
-        self.covered = False  # the open watch lists it: its next change will be reported
-        self.users = 0  # waits registered on it
+def unanswered_error(job_id: str) -> MalformedResponseError:
+    return MalformedResponseError(f"Job {job_id}: the batch lookup answered neither its record nor that it is missing")
+
+
+class Subscription:
+    """One wait's handle on the watcher: ``await sub.check(delay, hold)`` is the job's record as
+    of ``delay`` seconds from now, give or take the smaller of half the coalescing window and a
+    tenth of ``delay``. With ``hold``, the answer may come later, when the job changes, if the
+    watch covers it (the caller bounds the wait, e.g. by its deadline). Cancelling the returned
+    future withdraws the check."""
+
+    __slots__ = ("job_id", "retry", "watcher")
+
+    def __init__(self, watcher: Watcher, job_id: str, retry: RetryPolicy) -> None:
+        self.watcher, self.job_id, self.retry = watcher, job_id, retry
+
+    def check(self, delay: float, hold: bool = False) -> asyncio.Future[Job]:
+        # A plain future rather than a coroutine: a waiting task then holds one object less
+        # and a shallower stack (thousands of them wait here at once).
+        return self.watcher._add_check(self.job_id, delay, hold)
 
 
 class Watcher:
-    """Answers ``lookup(job_id, delay, hold)`` with the job's record, fetched in batches."""
+    """The shared watcher of one service in one event loop (see the module's docstring).
 
-    def __init__(self, config: ServiceConfig, window: float = COALESCE_WINDOW) -> None:
+    :param config: the service.
+    :param client: the client to use (default: one on the service's shared session, made by
+        :meth:`open`); tests inject a fake.
+    :param window: the coalescing window in seconds.
+    :param rand: random source for the pause's jitter.
+    """
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        *,
+        client: BatchClient | None = None,
+        window: float = DEFAULT_WINDOW,
+        rand: Rand = random.random,
+    ) -> None:
         self.config = config
-        self.window = window
+        self.client: Any = client
+        self.rand = rand
+        self.schedule = CheckSchedule(window)
+        self.outage = OutageLog(f"Connection {config.conn_id!r}" if config.conn_id else config.base_url, log)
         self.requests_sent = 0
-        self._checks: list[_Check] = []  # a heap by latest moment; answered checks are skipped
-        self._seq = itertools.count()
-        self._changed = asyncio.Event()
-        self._paused_until = 0.0
-        self._limit = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
         self._loop = asyncio.get_running_loop()
-        self._batches: set[asyncio.Task[None]] = set()
-        self._resources = AsyncExitStack()
-        self._task: asyncio.Task[None] | None = None
-        self._watch_task: asyncio.Task[None] | None = None
-        self._jobs: dict[str, _Watched] = {}
+        self._changed = asyncio.Event()  # the schedule changed: the poller re-plans
         self._joined = asyncio.Event()  # a job got its first record: the watch can take it
-        self._last_join = -WATCH_SECONDS
-        self._watch_ok = False  # the last watch request succeeded (or none has failed yet)
-        self._next_watch_by = 0.0  # the next watch request starts by then
+        self._retry_policies: Counter[RetryPolicy] = Counter()  # of the current subscriptions
+        self._consecutive_failures = 0  # of requests to the service, for the pause
+        self.last_join = -WATCH_SECONDS  # when a job last got its first record
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._resources = AsyncExitStack()
+        self.poller = BatchPoller(self)
+        self.feed: WatchFeed | None = None
+
+    def now(self) -> float:
+        return self._loop.time()
 
     async def open(self) -> None:
-        """Take the service's shared session and start watching."""
-        self._session = await self._resources.enter_async_context(shared_session(self.config))
-        self.client = JobServiceClient(self.config, session=self._session)
-        self._task = asyncio.create_task(self._run(), name=f"jobservice watcher {self.config.base_url}")
-        if self.client.dialect.supports_watch:
-            self._watch_ok = True
-            self._watch_task = asyncio.create_task(self._watch(), name=f"jobservice watch {self.config.base_url}")
+        """Take the service's shared session (unless a client was given) and start watching."""
+        if self.client is None:
+            session = await self._resources.enter_async_context(shared_session(self.config))
+            self.client = JobServiceClient(self.config, session=session)
+        self._start(self.poller.run, "poller")
+        if getattr(self.client.dialect, "supports_watch", False):
+            self.feed = WatchFeed(self)
+            self._start(self.feed.run, "watch")
 
     def adopt(self, config: ServiceConfig) -> None:
         """Use a newer read of the same connection (a rotated token, say) from the next request on."""
         self.config = config
-        self.client = JobServiceClient(config, session=self._session)
+        if isinstance(self.client, JobServiceClient):
+            self.client = JobServiceClient(config, session=self.client._session)
 
-    def register(self, job_id: str) -> None:
-        """A wait on ``job_id`` begins: keep the job in the watch until it ends."""
-        self._entry(job_id).users += 1
+    @asynccontextmanager
+    async def subscribe(self, job_id: str, retry: RetryPolicy | None = None) -> AsyncIterator[Subscription]:
+        """Wait on ``job_id`` through the watcher; its checks are withdrawn when the block ends."""
+        policy = retry or RetryPolicy(budget=self.config.transient_error_budget)
+        self.schedule.subscribe(job_id)
+        self._retry_policies[policy] += 1
+        try:
+            yield Subscription(self, job_id, policy)
+        finally:
+            self._retry_policies[policy] -= 1
+            if self._retry_policies[policy] <= 0:
+                del self._retry_policies[policy]
+            for check in self.schedule.unsubscribe(job_id):
+                check.token.cancel()
 
-    def unregister(self, job_id: str) -> None:
-        """The wait ended (its own checks are answered or cancelled with it)."""
-        entry = self._jobs.get(job_id)
-        if entry is not None:
-            entry.users -= 1
-            if entry.users <= 0:
-                del self._jobs[job_id]
-
-    def _entry(self, job_id: str) -> _Watched:
-        entry = self._jobs.get(job_id)
-        if entry is None:
-            entry = self._jobs[job_id] = _Watched()
-        return entry
-
-    def lookup(self, job_id: str, delay: float, hold: bool = False) -> asyncio.Future[Job]:
-        """The record of ``job_id`` as of ``delay`` seconds from now, give or take the smaller
-        of half the coalescing window and a tenth of ``delay`` (a future to await).
-
-        With ``hold``, a job the watch covers is not looked up when the check falls due: the
-        answer comes when the job changes (the caller bounds the wait, e.g. by its deadline).
-        Cancelling the future withdraws the check.
-        """
+    def _add_check(self, job_id: str, delay: float, hold: bool) -> asyncio.Future[Job]:
         answer: asyncio.Future[Job] = self._loop.create_future()
-        delay = max(0.0, delay)
-        due = self._loop.time() + delay
-        slack = min(self.window / 2, delay * SLACK_FRACTION)
-        check = _Check(due + slack, next(self._seq), due - slack, delay, job_id, answer, hold)
-        self._entry(job_id).checks.append(check)
-        heapq.heappush(self._checks, check)
-        if self._checks[0] is check:
+        check = self.schedule.add(job_id, self.now(), delay, hold, answer)
+        answer.add_done_callback(lambda done: self.schedule.withdraw(check) if done.cancelled() else None)
+        wake_at = self.schedule.wake_at()
+        if wake_at is not None and wake_at >= check.latest:
             self._changed.set()  # the new check is the earliest: re-plan the next tick
-        # A plain future rather than a coroutine: a waiting task then holds one object less
-        # and a shallower stack (thousands of them wait here at once).
         return answer
 
     async def close(self) -> None:
-        tasks = [*self._batches, *(task for task in (self._task, self._watch_task) if task)]
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for entry in self._jobs.values():
-            for check in entry.checks:
-                check.answer.cancel()
+        for check in self.schedule.pending():
+            check.token.cancel()
         await self._resources.aclose()
 
-    # -- polling ------------------------------------------------------------------------------
-    async def _run(self) -> None:
+    # -- shared by the poller and the feed ---------------------------------------------------------
+    def _start(self, work: Callable[[], Awaitable[None]], name: str, serving: list[Check] | None = None) -> None:
+        """Run background work, watched. If it ever ends with an exception (a bug), the checks
+        it was serving fail with that exception named: ``serving`` for a batch; for a loop that
+        serves every wait (``serving`` None), every pending check, and the loop starts again."""
+        task = asyncio.ensure_future(work())
+        task.set_name(f"jobservice {name} {self.config.base_url}")
+        self._tasks.add(task)
+
+        def ended(done: asyncio.Task[Any]) -> None:
+            self._tasks.discard(done)
+            if done.cancelled() or done.exception() is None:
+                return
+            exc = done.exception()
+            assert exc is not None
+            log.error("%s: the %s stopped: %s: %s", self.outage.service, name, type(exc).__name__, exc)
+            error = background_failure(f"Watching {self.config.base_url} ({name})", exc)
+            self.deliver_error(serving if serving is not None else list(self.schedule.pending()), error)
+            if serving is None:
+                self._start(work, name)
+
+        task.add_done_callback(ended)
+
+    def service_ok(self) -> None:
+        """A request succeeded: any pause is over."""
+        self._consecutive_failures = 0
+        if self.schedule.paused_until:
+            self.schedule.resume()
+            self._changed.set()
+
+    def service_failed(self, exc: TransientError) -> float:
+        """A request failed transiently: pause the service, within the strictest retry policy of
+        the waits it serves (so one 429 cannot freeze a wait longer than its own policy allows).
+        Returns the pause in seconds."""
+        self._consecutive_failures += 1
+        pause = self.pause_policy().delay(self._consecutive_failures, self.rand, exc.retry_after)
+        self.schedule.pause(self.now() + pause)
+        return pause
+
+    def pause_policy(self) -> RetryPolicy:
+        if not self._retry_policies:
+            return RetryPolicy(budget=self.config.transient_error_budget)
+        return min(self._retry_policies, key=lambda policy: policy.cap)
+
+    def deliver(self, job: Job) -> None:
+        checks, joined = self.schedule.answer(job)
+        if joined:
+            self.last_join = self.now()
+            self._joined.set()
+        for check in checks:
+            check.token.set_result(job)
+
+    def deliver_error(self, checks: Sequence[Check], exc: BaseException) -> None:
+        for check in self.schedule.close(list(checks)):
+            check.token.set_exception(exc)
+
+    def fail_job(self, job_id: str, exc: BaseException) -> None:
+        for check in self.schedule.fail(job_id):
+            check.token.set_exception(exc)
+
+
+class BatchPoller:
+    """Sends the due checks as batch lookups and hands each wait its answer."""
+
+    def __init__(self, watcher: Watcher) -> None:
+        self.watcher = watcher
+        self._limit = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
+
+    async def run(self) -> None:
+        watcher = self.watcher
+        schedule = watcher.schedule
         while True:
-            while self._checks and self._checks[0].answer.done():
-                heapq.heappop(self._checks)
-            if not self._checks:
-                self._changed.clear()
-                await self._changed.wait()
-                continue
-            # Wait as long as the most urgent check allows, then answer every check whose
-            # slack has begun: that is what makes one request serve many waits.
-            wake_at = max(self._checks[0].latest, self._paused_until)
-            if wake_at > self._loop.time():
-                self._changed.clear()
+            wake_at = schedule.wake_at()
+            now = watcher.now()
+            if wake_at is None or wake_at > now:
+                watcher._changed.clear()
+                timeout = None if wake_at is None else wake_at - now
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), wake_at - self._loop.time())
+                    await asyncio.wait_for(watcher._changed.wait(), timeout)
                 continue
-            due = self._take_due(self._loop.time())
-            for start in range(0, len(due), self.client.dialect.max_batch):
-                batch = asyncio.create_task(self._answer(due[start : start + self.client.dialect.max_batch]))
-                self._batches.add(batch)
-                batch.add_done_callback(self._batches.discard)
+            feed = watcher.feed
+            due = schedule.take_due(
+                now, watch_ok=feed is not None and feed.healthy, next_watch_by=feed.next_watch_by if feed else 0.0
+            )
+            max_batch = watcher.client.dialect.max_batch
+            for start in range(0, len(due), max_batch):
+                batch = due[start : start + max_batch]
+                watcher._start(lambda batch=batch: self.answer(batch), "batch lookup", serving=batch)
             await asyncio.sleep(0)  # let the batches start before planning the next tick
 
-    def _take_due(self, now: float) -> list[_Check]:
-        """Pop the checks whose slack has begun; held checks of covered jobs stay with their job."""
-        due: list[_Check] = []
-        later: list[_Check] = []
-        # Slack is at most half the window, so every check due now ends by now + window.
-        while self._checks and self._checks[0].latest <= now + self.window:
-            check = heapq.heappop(self._checks)
-            if check.answer.done():
-                continue
-            if check.not_before > now:
-                later.append(check)
-                continue
-            if check.hold and self._may_hold(check, now):
-                check.held = True  # the watch answers it when the job changes
-                continue
-            due.append(check)
-        for check in later:
-            heapq.heappush(self._checks, check)
-        return due
-
-    def _may_hold(self, check: _Check, now: float) -> bool:
-        """Whether the watch will report the job's change at least as soon as a poll would.
-
-        Yes if the open watch lists the job. A job that got its first record since is listed by
-        the next watch, which reports a change made in between at once (it sends the version
-        we saw): holding it is as good as polling if that watch starts within the check's delay.
-        """
-        entry = self._jobs.get(check.job_id)
-        if entry is None or entry.record is None or not self._watch_ok:
-            return False
-        if entry.covered:
-            return True
-        joins_next_watch = entry.record.version is not None and entry.record.status not in TERMINAL
-        return joins_next_watch and self._next_watch_by - now <= check.delay
-
-    async def _answer(self, checks: list[_Check]) -> None:
+    async def answer(self, checks: list[Check]) -> None:
+        """One batch lookup for ``checks``; every check gets its record or an error, whatever happens."""
+        watcher = self.watcher
         ids = list(dict.fromkeys(check.job_id for check in checks))
-        async with self._limit:
-            try:
-                self.requests_sent += 1
-                jobs, missing = await self.client.get_jobs(ids)
-            except TransientError as exc:
-                pause = exc.retry_after if exc.retry_after is not None else TRANSIENT_PAUSE
-                self._paused_until = max(self._paused_until, self._loop.time() + pause)
-                self._fail(checks, exc)
-                return
-            except JobServiceError as exc:
-                self._fail(checks, exc)
-                return
-        for job in jobs:
-            self._deliver(job)
-        not_found = {job_id: JobNotFoundError(job_id, f"Job {job_id} not found") for job_id in missing}
-        for job_id, error in not_found.items():
-            self._fail_job(job_id, error)
-        by_id = {job.id: job for job in jobs}
-        for check in checks:  # those not registered with a job entry
-            if check.answer.done():
-                continue
-            found = by_id.get(check.job_id)
-            if found is not None:
-                check.answer.set_result(found)
-            elif check.job_id in not_found:
-                check.answer.set_exception(not_found[check.job_id])
-            else:
-                check.answer.set_exception(JobServiceError(f"Job {check.job_id}: the batch lookup did not mention it"))
-
-    def _deliver(self, job: Job) -> None:
-        """Answer every pending check of ``job`` with its record."""
-        entry = self._jobs.get(job.id)
-        if entry is None:
+        try:
+            async with self._limit:
+                watcher.requests_sent += 1
+                jobs, missing = await watcher.client.get_jobs(ids)
+        except TransientError as exc:
+            watcher.service_failed(exc)
+            watcher.deliver_error(checks, exc)
             return
-        if entry.record is None and job.status not in TERMINAL:
-            self._last_join = self._loop.time()
-            self._joined.set()
-        entry.record = job
-        checks, entry.checks = entry.checks, []
+        except JobServiceError as exc:
+            watcher.deliver_error(checks, exc)
+            return
+        except Exception as exc:
+            # Not a failure of the service but of something on our side (a dialect bug, aiohttp
+            # refusing a header): find out which jobs it concerns by asking for them one by one.
+            if len(ids) > 1:
+                await asyncio.gather(*(self.answer([c for c in checks if c.job_id == job_id]) for job_id in ids))
+            else:
+                watcher.deliver_error(checks, background_failure(f"Status lookup of job {ids[0]}", exc))
+            return
+        watcher.service_ok()
+        for job in jobs:
+            watcher.deliver(job)
+        for job_id in missing:
+            watcher.fail_job(job_id, JobNotFoundError(job_id, f"Job {job_id} not found"))
         for check in checks:
-            if not check.answer.done():
-                check.answer.set_result(job)
-        if entry.users <= 0:
-            del self._jobs[job.id]
+            if not check.done:  # the client keeps only records of ids asked for: never another job's
+                watcher.deliver_error([check], unanswered_error(check.job_id))
 
-    def _fail_job(self, job_id: str, exc: JobServiceError) -> None:
-        entry = self._jobs.get(job_id)
-        if entry is not None:
-            checks, entry.checks = entry.checks, []
-            self._fail(checks, exc)
 
-    @staticmethod
-    def _fail(checks: list[_Check], exc: JobServiceError) -> None:
-        for check in checks:
-            if not check.answer.done():
-                check.answer.set_exception(exc)
+class WatchFeed:
+    """Keeps one watch open over every subscribed job with a known, unfinished record."""
 
-    # -- the watch -----------------------------------------------------------------------------
-    async def _watch(self) -> None:
-        """Keep one watch open over every registered job with a known, unfinished record."""
-        limit = self.client.dialect.max_watch
+    def __init__(self, watcher: Watcher) -> None:
+        self.watcher = watcher
+        self.healthy = True  # the last watch succeeded (or none has failed yet)
+        self.next_watch_by = 0.0  # the next watch request starts by then
+
+    async def run(self) -> None:
+        watcher = self.watcher
+        schedule = watcher.schedule
+        limit = watcher.client.dialect.max_watch
         while True:
-            seen: dict[str, int] = {}
-            for job_id, entry in self._jobs.items():
-                record = entry.record
-                if record is not None and record.version is not None and record.status not in TERMINAL and len(seen) < limit:
-                    seen[job_id] = record.version
-                    entry.covered = True
-                else:
-                    self._release(entry)
+            seen = schedule.watch_list(limit)
             if not seen:
-                self._joined.clear()
-                await self._joined.wait()
+                watcher._joined.clear()
+                await watcher._joined.wait()
                 continue
-            joining = self._loop.time() - self._last_join < WATCH_SECONDS
+            joining = watcher.now() - watcher.last_join < WATCH_SECONDS
             wait_s = WATCH_SECONDS_WHILE_JOINING if joining else WATCH_SECONDS
-            self._next_watch_by = self._loop.time() + wait_s + WATCH_GAP
+            self.next_watch_by = watcher.now() + wait_s + WATCH_GAP
             try:
-                self.requests_sent += 1
-                changed, missing = await self.client.watch(seen, wait_s)
-            except JobServiceError as exc:
-                if self._watch_ok:  # once per outage, not on every retry
-                    log.warning("Watching %d jobs failed (%s); polling them until the watch works again", len(seen), exc)
-                self._watch_ok = False
-                for entry in self._jobs.values():
-                    self._release(entry)
-                if isinstance(exc, TransientError):
-                    await asyncio.sleep(exc.retry_after if exc.retry_after is not None else TRANSIENT_PAUSE)
-                else:
-                    await asyncio.sleep(WATCH_SECONDS)
+                watcher.requests_sent += 1
+                changed, missing = await watcher.client.watch(seen, wait_s)
+            except Exception as exc:
+                await asyncio.sleep(self._failed(exc, len(seen)))
                 continue
-            if not self._watch_ok:
-                log.info("Watching %d jobs works again", len(seen))
-            self._watch_ok = True
-            self._next_watch_by = self._loop.time() + WATCH_GAP
+            if not self.healthy:
+                log.info("%s: watching %d jobs works again", watcher.outage.service, len(seen))
+            self.healthy = True
+            watcher.service_ok()
+            self.next_watch_by = watcher.now() + WATCH_GAP
             for job in changed:
-                self._deliver(job)
+                if job.id in seen:  # a record we did not ask about is never taken for another job's
+                    watcher.deliver(job)
             for job_id in missing:
-                self._fail_job(job_id, JobNotFoundError(job_id, f"Job {job_id} not found (it existed before)"))
+                watcher.fail_job(job_id, JobNotFoundError(job_id, f"Job {job_id} not found (it existed before)"))
             await asyncio.sleep(WATCH_GAP)
 
-    def _release(self, entry: _Watched) -> None:
-        """No watch will report the job's changes: its held checks go back to polling, due now."""
-        entry.covered = False
-        for check in entry.checks:
-            if check.held and not check.answer.done():
-                check.held = False
-                check.latest = check.not_before = self._loop.time()
-                heapq.heappush(self._checks, check)
-                self._changed.set()
-
-
-_collector_kept_off_loaded_heap = False
-
-
-def _keep_collector_off_loaded_heap() -> None:
-    """Once per process: put every object alive now out of the cyclic collector's reach.
-
-    A triggerer's heap is mostly Airflow's imported modules and their objects, which live as
-    long as the process. Thousands of waits allocate enough to make full collections
-    frequent, and each one walks that whole heap with the event loop stopped (about 220,000
-    objects, 120–160 ms per pass, measured here). ``gc.freeze()`` leaves those long-lived
-    objects out of every later pass, so a full collection costs in proportion to what came
-    after. (What was garbage at this moment stays allocated: a one-time cost.)
-    """
-    global _collector_kept_off_loaded_heap
-    if not _collector_kept_off_loaded_heap:
-        _collector_kept_off_loaded_heap = True
-        gc.freeze()
+    def _failed(self, exc: BaseException, watched: int) -> float:
+        """Held checks go back to polling; returns how long to wait before the next watch."""
+        watcher = self.watcher
+        if self.healthy:  # once per outage, not on every retry
+            log.warning(
+                "%s: watching %d jobs failed (%s: %s); polling them until the watch works again",
+                watcher.outage.service,
+                watched,
+                type(exc).__name__,
+                exc,
+            )
+        self.healthy = False
+        if watcher.schedule.uncover_all():
+            watcher._changed.set()
+        if isinstance(exc, TransientError):
+            return watcher.service_failed(exc)
+        # A permanent failure will not go away soon; polling does the work meanwhile.
+        return WATCH_SECONDS
 
 
 class _Registered:
@@ -379,7 +374,6 @@ async def shared_watcher(config: ServiceConfig) -> AsyncIterator[Watcher]:
     key = (id(asyncio.get_running_loop()), config.service_key)
     registered = _watchers.get(key)
     if registered is None:
-        _keep_collector_off_loaded_heap()
         registered = _watchers[key] = _Registered(Watcher(config))
         await registered.watcher.open()
     elif registered.watcher.config is not config and registered.watcher.config != config:

@@ -15,7 +15,7 @@ from asgiref.sync import async_to_sync
 from jobservice_provider.core.client import JobServiceClient
 from jobservice_provider.core.config import ServiceConfig
 from jobservice_provider.core.dialects import LogChunk
-from jobservice_provider.core.errors import JobNotFoundError, JobServiceError, PermanentError
+from jobservice_provider.core.errors import JobNotFoundError, JobServiceError, MalformedResponseError, PermanentError
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.policy import RetryPolicy
 from jobservice_provider.core.retry import OutageLog, retry_transient
@@ -305,4 +305,8 @@ async def _all_found(client: JobServiceClient, job_ids: Sequence[str]) -> list[J
     jobs, missing = await client.get_jobs(job_ids)
     if missing:
         raise JobNotFoundError(missing[0], f"Unknown job id(s): {', '.join(missing)}")
+    answered = {job.id for job in jobs}
+    unanswered = [job_id for job_id in dict.fromkeys(job_ids) if job_id not in answered]
+    if unanswered:
+        raise MalformedResponseError(f"the batch lookup answered neither a record nor 'missing' for {', '.join(unanswered)}")
     return jobs

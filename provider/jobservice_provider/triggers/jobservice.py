@@ -129,12 +129,10 @@ class JobStatusTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
             config = await ashared_config(self.jobservice_conn_id)
-            async with shared_watcher(config) as watcher:
-                watcher.register(self.job_id)
-                try:
-                    result = await wait_for_job(watcher.client, self.spec, log=self.log, lookup=watcher.lookup)
-                finally:
-                    watcher.unregister(self.job_id)
+            async with shared_watcher(config) as watcher, watcher.subscribe(self.job_id, self.spec.retry) as subscription:
+                result = await wait_for_job(
+                    watcher.client, self.spec, log=self.log, lookup=subscription.check, outage=watcher.outage
+                )
         except JobServiceError as exc:
             result = WaitResult(Outcome.ERROR, self.job_id, None, str(exc), self.spec.log_offset)
         if result.outcome in (Outcome.TIMEOUT, Outcome.ERROR):

@@ -381,7 +381,12 @@ def test_the_operator_copies_its_tail_through_copy_log_tail(monkeypatch: pytest.
 
     source = NativeLog(b"x" * 100_000 + b"\n\xfe done\n", ended=True)
     op = SubmitAndWaitOperator(task_id="t", job_type="command", log_tail_lines=4)
-    op.__dict__["hook"] = type("Hook", (), {"get_logs": staticmethod(source.get_logs_sync)})()
+
+    class Hook:
+        def get_logs(self, job_id: str, offset: int = 0, **_: Any) -> LogChunk:
+            return source.chunk(offset)
+
+    op.__dict__["hook"] = Hook()
     log = RecordingLog()
     monkeypatch.setattr(SubmitAndWaitOperator, "log", property(lambda self: log))
     op._copy_log_tail("j_1", 0)

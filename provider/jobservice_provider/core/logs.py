@@ -112,6 +112,8 @@ def follow_chunk(
             last_uncountable = match.start()
 
     def offset_at(index: int) -> int | None:
+        if exact:  # count from the start: the printed side is short, the rest may be a whole log
+            return offset + _utf8_size(data[:index])
         if index <= last_uncountable:
             return None
         return max(floor, end - _utf8_size(data[index:]))

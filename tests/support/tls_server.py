@@ -146,9 +146,11 @@ def server_context(pki: Pki, *, require_client_cert: bool = False) -> ssl.SSLCon
 class TlsTerminator:
     """``with TlsTerminator(upstream_url, context) as tls``; ``tls.url`` is the https address.
 
-    Every connection that completes the TLS handshake is piped byte for byte to the upstream;
-    ``handshakes`` counts them and ``refused`` the handshakes that failed (a client without the
-    required certificate, or one that does not trust us).
+    Every connection that completes the TLS handshake is piped byte for byte to the upstream.
+    ``connections`` counts the connections; ``handshakes`` those that completed the handshake and
+    ``refused`` those that did not (a client without the required certificate, or one that does
+    not trust us); these two are only final once the client has seen the outcome and the
+    server's thread has caught up.
 
     It runs in threads with blocking sockets, as OpenSSL does in nginx and the like: a refused
     handshake sends its TLS alert (``certificate required``…) to the client before closing.
@@ -161,6 +163,7 @@ class TlsTerminator:
         assert parts.hostname and parts.port, upstream
         self.upstream = (parts.hostname, parts.port)
         self.context = context
+        self.connections = 0
         self.handshakes = 0
         self.refused = 0
         self.url = ""
@@ -200,12 +203,17 @@ class TlsTerminator:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        # Counted before the handshake: a client cannot see this server's certificate (nor
+        # fail on it) before this thread has started the handshake.
+        self.connections += 1
         conn.settimeout(10)
+        # The handshake by hand: wrap_socket's own closes the socket the moment it fails.
+        tls = self.context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
         try:
-            tls = self.context.wrap_socket(conn, server_side=True)
+            tls.do_handshake()
         except (ssl.SSLError, OSError):
             self.refused += 1
-            conn.close()
+            _lingering_close(tls)
             return
         self.handshakes += 1
         tls.settimeout(None)
@@ -222,6 +230,18 @@ class TlsTerminator:
         back.join()
         tls.close()
         upstream.close()
+
+
+def _lingering_close(conn: socket.socket) -> None:
+    """Close after the TLS alert as nginx does (``lingering_close``): stop sending, read what the
+    client still sends, then close. Closing at once would make the kernel answer the client's
+    next bytes with a reset, which may reach the client before the alert that says why."""
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_WR)  # on an SSLSocket this also drops TLS: recv reads raw bytes
+        conn.settimeout(2)
+        while conn.recv(65536):
+            pass
+    conn.close()
 
 
 def _pipe(source: socket.socket, target: socket.socket) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import functools
+import os
 import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Hashable, Mapping
@@ -100,29 +102,44 @@ class ProxyRoute:
         return kwargs
 
 
+# The variables that decide the environment's proxy; REQUEST_METHOD because urllib (and so
+# requests) ignores upper-case HTTP_PROXY under CGI, where a client's "Proxy:" header sets it.
+_PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY", "REQUEST_METHOD")
+
+
 def proxy_route(config: ServiceConfig) -> ProxyRoute | None:
     """The proxy ``config``'s requests take: its ``proxy`` extra, else the environment's.
 
     The environment is read as curl and requests read it: ``HTTPS_PROXY`` for https Base URLs,
-    ``HTTP_PROXY`` for http ones (either case), unless ``NO_PROXY`` lists the host. aiohttp's own
-    ``trust_env`` is not used: it would also send ~/.netrc passwords to the service and fail
+    ``HTTP_PROXY`` for http ones (lower case first), unless ``NO_PROXY`` lists the host. aiohttp's
+    own ``trust_env`` is not used: it would also send ~/.netrc passwords to the service and fail
     every request whose host has an entry there (its Basic auth clashes with the bearer token).
     """
     if config.proxy:
         return _route(config.proxy, "the connection extra 'proxy'")
-    parts = urlsplit(config.base_url)
-    # Read per call (a few dictionary lookups, no I/O), so a changed environment applies at once.
-    proxies = urllib.request.getproxies_environment()
-    url = proxies.get(parts.scheme)
+    # Looked up per request (seven dictionary lookups; the rest is cached), so a changed
+    # environment applies at once.
+    return _environment_route(config.base_url, tuple(os.environ.get(name) for name in _PROXY_VARIABLES))
+
+
+@functools.lru_cache(maxsize=256)
+def _environment_route(base_url: str, variables: tuple[str | None, ...]) -> ProxyRoute | None:
+    found = dict(zip(_PROXY_VARIABLES, variables, strict=True))
+    cgi = bool(found["REQUEST_METHOD"])
+    parts = urlsplit(base_url)
+    name = f"{parts.scheme}_proxy"
+    url = found[name] or (None if cgi and name == "http_proxy" else found[name.upper()])
     if not url or not parts.hostname:
         return None
-    # urllib's NO_PROXY matching (what requests uses too); missing from typeshed, hence getattr.
+    no_proxy = found["no_proxy"] or found["NO_PROXY"]
+    # urllib's NO_PROXY matching (requests uses it too); missing from typeshed, hence getattr.
     bypass: Callable[[str, Mapping[str, str]], bool] = getattr(urllib.request, "proxy_bypass_environment")  # noqa: B009
-    if proxies.get("no") and bypass(parts.netloc, proxies):
+    if no_proxy and bypass(parts.netloc, {"no": no_proxy}):
         return None
-    return _route(url if "://" in url else f"http://{url}", f"{parts.scheme.upper()}_PROXY")
+    return _route(url if "://" in url else f"http://{url}", name.upper())
 
 
+@functools.lru_cache(maxsize=256)
 def _route(url: str, source: str) -> ProxyRoute:
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
@@ -206,11 +223,12 @@ def _ssl_reason(exc: BaseException) -> str | None:
     current: BaseException | None = exc
     while current is not None and current not in seen and len(seen) < 8:
         seen.append(current)
-        if isinstance(current, ssl.SSLError):
-            return getattr(current, "reason", None)
-        os_error = getattr(current, "os_error", None)
-        if isinstance(os_error, ssl.SSLError):
-            return getattr(os_error, "reason", None)
+        # aiohttp's own SSL errors subclass ssl.SSLError without a reason; the library's error
+        # is in their os_error or their cause.
+        for candidate in (current, getattr(current, "os_error", None)):
+            reason = getattr(candidate, "reason", None) if isinstance(candidate, ssl.SSLError) else None
+            if isinstance(reason, str):
+                return reason
         current = current.__cause__ or current.__context__
     return None
 

@@ -113,3 +113,13 @@ def test_the_documented_example_is_a_valid_connection() -> None:
     config = ServiceConfig.from_connection_fields(conn_id="jobservice_default", host=conn["host"], extra=conn["extra"])
     assert config.base_url == conn["host"]
     assert set(conn["extra"]) <= set(KNOWN_EXTRAS)
+
+
+def test_the_whole_provider_info_matches_airflows_provider_info_schema() -> None:
+    import jsonschema
+
+    schema = airflow_schema("provider_info.schema.json")
+    assert schema is not None, "Airflow ships provider_info.schema.json; where did it go?"
+    jsonschema.validate(get_provider_info(), schema)
+    option = get_provider_info()["config"]["jobservice"]["options"]["triggerer_gc_freeze"]
+    assert option["default"] == "False"  # a library changes the whole process only when asked

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import functools
 import json
+import time
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any, ClassVar
@@ -24,6 +25,8 @@ from jobservice_provider.triggers.jobservice import JobStatusTrigger
 
 DEFAULT_MAX_RESULT_BYTES = 1024 * 1024
 DEFAULT_LOG_TAIL_LINES = 100
+# Seconds the final log tail may take, transient retries included.
+LOG_TAIL_PATIENCE = 30.0
 # Key of the job id in Airflow's task state store; renaming it breaks reattach of in-flight retries.
 STATE_KEY = "jobservice_job_id"
 
@@ -116,6 +119,7 @@ class SubmitAndWaitOperator(BaseOperator):
         self.max_result_bytes = max_result_bytes
         self.job_id: str | None = None
         self._job_cancelled = False
+        self._deadline: float | None = None  # of this try's execution_timeout, epoch seconds
 
     @cached_property
     def hook(self) -> JobServiceHook:
@@ -128,7 +132,12 @@ class SubmitAndWaitOperator(BaseOperator):
         base_key = self.idempotency_key or f"airflow:{ti.dag_id}:{ti.task_id}:{ti.run_id}:{ti.map_index}"
         retry_key = f"{base_key}:try{ti.try_number}"
         submit = functools.partial(
-            self.hook.submit, self.job_type, self.job_params, meta=self.meta or None, timeout_s=self.timeout_s
+            self.hook.submit,
+            self.job_type,
+            self.job_params,
+            meta=self.meta or None,
+            timeout_s=self.timeout_s,
+            deadline=self._deadline,
         )
         store = context.get("task_state_store")
         stored = store.get(STATE_KEY) if store is not None else None
@@ -141,7 +150,7 @@ class SubmitAndWaitOperator(BaseOperator):
             return job
         if stored_id:
             try:
-                earlier = self.hook.get_job(stored_id)
+                earlier = self.hook.get_job(stored_id, deadline=self._deadline)
             except JobNotFoundError:
                 earlier = None
             if earlier is not None and earlier.status not in FAILURE:
@@ -165,6 +174,7 @@ class SubmitAndWaitOperator(BaseOperator):
 
     # -- execute ---------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
+        self._deadline = deadline_for(context, self.execution_timeout)
         job = self._start_job(context)
         self.job_id = job.id
         context["ti"].xcom_push(key="job_id", value=job.id)
@@ -175,7 +185,7 @@ class SubmitAndWaitOperator(BaseOperator):
         if not self.wait_for_completion:
             return job.id
 
-        deadline = deadline_for(context, self.execution_timeout)
+        deadline = self._deadline
         spec = WaitSpec(
             job_id=job.id,
             poll=PollPolicy(interval=self.poll_interval or self.hook.config.poll_interval, max_interval=self.max_poll_interval),
@@ -204,6 +214,7 @@ class SubmitAndWaitOperator(BaseOperator):
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        self._deadline = deadline_for(context, self.execution_timeout)
         return self._finish(check_event(event))
 
     def _finish(self, event: dict[str, Any]) -> Any:
@@ -222,7 +233,9 @@ class SubmitAndWaitOperator(BaseOperator):
         raise AirflowException(event["message"])
 
     def _result(self, job_id: str) -> Any:
-        result = self.hook.get_result(job_id)
+        # Retried on transient errors like every read: a job that did its work must not fail
+        # the task because one fetch of its result met a 503.
+        result = self.hook.get_result(job_id, deadline=self._deadline)
         size = len(json.dumps(result).encode())
         if size > self.max_result_bytes:
             raise AirflowException(
@@ -237,7 +250,11 @@ class SubmitAndWaitOperator(BaseOperator):
 
         A failure here never fails the task: the job's outcome is what counts.
         """
-        copy_log_tail(self.hook.get_logs, job_id, offset, self.log_tail_lines, self.log)
+        # The tail is a courtesy: a service that fails to serve it delays the task by at most
+        # LOG_TAIL_PATIENCE, never by the whole transient budget.
+        patience = time.time() + LOG_TAIL_PATIENCE
+        deadline = patience if self._deadline is None else min(patience, self._deadline)
+        copy_log_tail(functools.partial(self.hook.get_logs, deadline=deadline), job_id, offset, self.log_tail_lines, self.log)
 
     def on_kill(self) -> None:
         if self.job_id and self.cancel_on_kill and not self._job_cancelled:

@@ -77,7 +77,8 @@ class JobCompleteSensor(BaseSensorOperator):
         return JobServiceHook(self.jobservice_conn_id)
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
-        job = self.hook.get_job(self.job_id)
+        # Retried on transient errors, but never past the sensor's own timeout.
+        job = self.hook.get_job(self.job_id, deadline=deadline_for(context, self.timeout))
         self.log.info("%s", describe(job))
         match verdict(job.status, self.target_statuses, self.failure_statuses):
             case WaitVerdict.DONE:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import gc
 import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+from airflow.sdk import conf
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from jobservice_provider.core.errors import JobServiceError
@@ -43,6 +46,21 @@ def _parsed(settings: Settings) -> Parsed:
     except TypeError:
         return _parse_settings(*settings)  # not a plain setting: parsing names the problem
     return _shared_settings(*settings)
+
+
+_gc_freeze_decided = False
+
+
+def _freeze_gc_if_asked() -> None:
+    """``[jobservice] triggerer_gc_freeze``: once per process, put the objects alive now out of the
+    cyclic collector's reach (see the option's description in get_provider_info). Off by default:
+    a library must not change the whole process on its own."""
+    global _gc_freeze_decided
+    if _gc_freeze_decided:
+        return
+    _gc_freeze_decided = True
+    if conf.getboolean("jobservice", "triggerer_gc_freeze", fallback=False):
+        gc.freeze()
 
 
 class JobStatusTrigger(BaseTrigger):
@@ -127,6 +145,7 @@ class JobStatusTrigger(BaseTrigger):
         }
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        _freeze_gc_if_asked()
         try:
             config = await ashared_config(self.jobservice_conn_id)
             async with shared_watcher(config) as watcher, watcher.subscribe(self.job_id, self.spec.retry) as subscription:
@@ -149,7 +168,13 @@ class JobStatusTrigger(BaseTrigger):
         if self.deadline is not None:
             deadline = min(deadline, self.deadline)
         try:
-            result = await JobServiceHook(self.jobservice_conn_id).acancel_and_wait(self.job_id, deadline)
+            # The deadline bounds every retry and poll inside; the timeout is the backstop that
+            # keeps on_kill within its budget whatever a request does.
+            async with asyncio.timeout(max(0.0, deadline - time.time())):
+                result = await JobServiceHook(self.jobservice_conn_id).acancel_and_wait(self.job_id, deadline)
+        except TimeoutError:
+            self.log.error("Task killed; job %s: no answer to the cancel before the on_kill budget ran out", self.job_id)
+            return
         except JobServiceError as exc:
             self.log.error("Task killed; could not cancel job %s: %s", self.job_id, exc)
             return

@@ -115,7 +115,7 @@ def test_the_reported_log_is_192_bytes_with_three_invalid_sequences() -> None:
 
 
 async def test_invalid_utf8_is_shown_as_u_fffd_and_the_offset_is_the_remote_size() -> None:
-    follower, log, offsets = await follow(NativeLog(INVALID, ended=True), polls=2)
+    _follower, log, offsets = await follow(NativeLog(INVALID, ended=True), polls=2)
     assert log.copied() == ["first line", "bad \ufffd byte", "lone \ufffd lead", "cut \ufffd short", "x" * 145]
     assert offsets == [192, 192]  # never past the end (re-encoding the text would say 198)
 
@@ -213,7 +213,7 @@ async def test_one_poll_prints_at_most_the_cap_and_the_rest_follows_on_later_pol
 
     lines = [f"line {i:05d} " + "z" * 90 for i in range(3_000)]  # 300 KB
     source = WholeLog("".join(line + "\n" for line in lines), ended=True)  # one chunk: the whole log
-    follower, log, offsets = await follow(source, polls=8)
+    _follower, log, offsets = await follow(source, polls=8)
     assert log.copied() == lines  # each once, in order
     assert offsets[-1] == len(source.text.encode())
     for before, after in zip([0, *offsets], offsets, strict=False):
@@ -227,7 +227,7 @@ async def test_the_cap_holds_on_a_whole_log_with_replacement_characters() -> Non
     # Ray hands over text; its U+FFFD are characters of that text (three bytes each).
     text = "\ufffd start\n" + "".join(f"{i} \ufffd " + "y" * 100 + "\n" for i in range(2_000)) + "end \ufffd\n"
     source = WholeLog(text, ended=True)
-    follower, log, offsets = await follow(source, polls=6)
+    _follower, log, offsets = await follow(source, polls=6)
     assert log.copied() == text.splitlines()
     assert offsets[0] <= MAX_LOG_BYTES_PER_POLL and offsets[-1] == len(text.encode())
 
@@ -248,12 +248,12 @@ async def test_a_log_that_grows_between_polls_copies_each_line_once_with_exact_o
 
 
 async def test_the_last_line_without_a_newline_is_printed_once_the_log_is_complete() -> None:
-    follower, log, offsets = await follow(NativeLog(b"a\nlast words", ended=True), polls=2)
+    _follower, log, offsets = await follow(NativeLog(b"a\nlast words", ended=True), polls=2)
     assert log.copied() == ["a", "last words"] and offsets == [12, 12]
 
 
 async def test_a_log_shorter_than_the_offset_moves_the_offset_back_to_its_end() -> None:
-    follower, log, offsets = await follow(NativeLog(b"new\n"), polls=1, offset=500)
+    _follower, log, offsets = await follow(NativeLog(b"new\n"), polls=1, offset=500)
     assert offsets == [4] and log.copied() == []
     assert log.warnings() == ["Job j_1: its remote log is 4 bytes, shorter than the 500 already copied; copying from byte 4"]
 
@@ -320,7 +320,7 @@ def test_a_line_ended_right_after_an_unfinished_piece_is_not_printed_again_as_em
 
 async def test_the_follower_remembers_it_is_inside_a_printed_line() -> None:
     source = NativeLog(b"half \xff")
-    follower, log, offsets = await follow(source, polls=1)
+    follower, log, _offsets = await follow(source, polls=1)
     source.data += b"\nnext\n"
     await follower.poll()
     assert log.copied() == ["half \ufffd", "next"] and follower.offset == len(source.data)
@@ -341,7 +341,7 @@ def test_the_tail_joins_lines_across_reads_and_copies_only_the_last_ones() -> No
     log = RecordingLog()
     assert copy_log_tail(source.get_logs_sync, "j_1", 7, 3, log) == len(source.data)
     assert log.copied() == ["line 8", "line 9", "no newline"]
-    assert [m for _, m in log.records][0] == "Job j_1: 7 earlier remote log lines not copied; the last 3 follow"
+    assert next(m for _, m in log.records) == "Job j_1: 7 earlier remote log lines not copied; the last 3 follow"
     assert source.asked == list(range(7, len(source.data), 5))  # each byte read once, to the end
 
 

@@ -158,7 +158,9 @@ async def test_retry_after_zero_never_becomes_a_tight_loop() -> None:
 async def test_a_bug_in_a_batch_lookup_fails_only_the_waits_it_concerns_naming_the_exception() -> None:
     client = FakeBatchClient(fail_with=KeyError("status"), fail_when=lambda ids: "poison" in ids)
     async with watching(client, window=0.5) as watcher:
-        poisoned, healthy = await asyncio.gather(check(watcher, "poison", 0.2), check(watcher, "fine", 0.2), return_exceptions=True)
+        poisoned, healthy = await asyncio.gather(
+            check(watcher, "poison", 0.2), check(watcher, "fine", 0.2), return_exceptions=True
+        )
         assert isinstance(poisoned, JobServiceError) and "KeyError" in str(poisoned) and "poison" in str(poisoned)
         assert isinstance(healthy, Job) and healthy.id == "fine"
         # The watcher carries on for later waits.

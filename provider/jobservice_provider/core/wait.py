@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from jobservice_provider.core.dialects import LogChunk
 from jobservice_provider.core.errors import JobNotFoundError, JobServiceError, TransientError

@@ -22,6 +22,7 @@ carries on: no wait can hang on it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections import Counter
@@ -31,7 +32,13 @@ from typing import Any, Protocol
 
 from jobservice_provider.core.client import JobServiceClient
 from jobservice_provider.core.config import ServiceConfig
-from jobservice_provider.core.errors import JobNotFoundError, JobServiceError, MalformedResponseError, PermanentError, TransientError
+from jobservice_provider.core.errors import (
+    JobNotFoundError,
+    JobServiceError,
+    MalformedResponseError,
+    PermanentError,
+    TransientError,
+)
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.policy import Rand, RetryPolicy
 from jobservice_provider.core.retry import OutageLog
@@ -262,7 +269,7 @@ class BatchPoller:
             max_batch = watcher.client.dialect.max_batch
             for start in range(0, len(due), max_batch):
                 batch = due[start : start + max_batch]
-                watcher._start(lambda batch=batch: self.answer(batch), "batch lookup", serving=batch)
+                watcher._start(functools.partial(self.answer, batch), "batch lookup", serving=batch)
             await asyncio.sleep(0)  # let the batches start before planning the next tick
 
     async def answer(self, checks: list[Check]) -> None:

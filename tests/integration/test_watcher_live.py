@@ -66,7 +66,6 @@ async def test_many_waits_share_few_batch_requests(local_service: Any) -> None:
         polls = 0
 
         async with shared_watcher(config) as watcher:
-
             spec = PollPolicy(interval=0.5)
 
             async def wait(job_id: str) -> Any:

@@ -39,6 +39,8 @@ READ_SIZE = 64 * 1024
 # Chunks waiting in the client → server delay line before the proxy stops reading the client
 # (back-pressure, so a fast uploader cannot make the proxy buffer without bound).
 DELAY_LINE_CHUNKS = 64
+# How long a client whose upstream is down may take to hang up before the proxy closes anyway.
+UNREACHABLE_LINGER = 5.0
 
 
 def network_mode() -> str:
@@ -210,6 +212,7 @@ class ShapingProxy:
                 # The upstream is down: the client sees its connection closed before any answer, and
                 # its next connection tries the upstream again.
                 self._count(upstream_unreachable=1)
+                await self._close_cleanly(client_reader, client_writer)
                 return
             _no_delay(upstream_writer)
             up = asyncio.create_task(self._client_to_server(client_reader, upstream_writer))
@@ -233,6 +236,17 @@ class ShapingProxy:
                     writer.close()
                     with contextlib.suppress(Exception):
                         await writer.wait_closed()
+
+    @staticmethod
+    async def _close_cleanly(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """End of stream to the client, then wait for it to hang up: closing a socket with its
+        request still unread would send a reset instead, and the client would see either one
+        depending on timing."""
+        writer.write_eof()
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(UNREACHABLE_LINGER):
+                while await reader.read(READ_SIZE):
+                    pass
 
     async def _client_to_server(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         line: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(DELAY_LINE_CHUNKS)

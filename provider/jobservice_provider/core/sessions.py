@@ -62,9 +62,13 @@ def tls_context(config: ServiceConfig) -> ssl.SSLContext | bool:
     if config.verify_tls and not (config.ca_bundle or config.client_cert):
         return True
     where = f"connection {config.conn_id!r}" if config.conn_id else "connection"
-    # ca_bundle replaces the system's CAs (as curl --cacert and requests' verify= do): a private
-    # service is trusted for its own CA only.
-    context = ssl.create_default_context(cafile=config.ca_bundle) if config.ca_bundle else ssl.create_default_context()
+    try:
+        # ca_bundle replaces the system's CAs (as curl --cacert and requests' verify= do): a
+        # private service is trusted for its own CA only. None loads the system's.
+        context = ssl.create_default_context(cafile=config.ca_bundle)
+    except (ssl.SSLError, OSError) as exc:
+        # Checked when the connection was read; the file may have changed since.
+        raise ConfigurationError(f"{where}: extra 'ca_bundle' {config.ca_bundle!r} cannot be loaded ({exc})") from None
     if not config.verify_tls:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -80,11 +84,13 @@ class ProxyRoute:
         its messages or reprs can show them).
     :param authorization: the ``Proxy-Authorization`` value, if the proxy URL had credentials.
     :param shown: the proxy as messages name it (credentials masked) and where it came from.
+    :param from_extra: whether it is the connection's ``proxy`` extra (else the environment's).
     """
 
     url: str
     authorization: str | None = dataclasses.field(default=None, repr=False)
     shown: str = ""
+    from_extra: bool = False
 
     def request_kwargs(self, url: str, headers: Mapping[str, str]) -> dict[str, Any]:
         """``proxy=``, its credentials and the ``headers`` for one aiohttp request to ``url``.
@@ -116,7 +122,7 @@ def proxy_route(config: ServiceConfig) -> ProxyRoute | None:
     every request whose host has an entry there (its Basic auth clashes with the bearer token).
     """
     if config.proxy:
-        return _route(config.proxy, "the connection extra 'proxy'")
+        return _route(config.proxy, "the connection extra 'proxy'", from_extra=True)
     # Looked up per request (seven dictionary lookups; the rest is cached), so a changed
     # environment applies at once.
     return _environment_route(config.base_url, tuple(os.environ.get(name) for name in _PROXY_VARIABLES))
@@ -140,7 +146,7 @@ def _environment_route(base_url: str, variables: tuple[str | None, ...]) -> Prox
 
 
 @functools.lru_cache(maxsize=256)
-def _route(url: str, source: str) -> ProxyRoute:
+def _route(url: str, source: str, *, from_extra: bool = False) -> ProxyRoute:
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
     authorization = None
@@ -148,7 +154,12 @@ def _route(url: str, source: str) -> ProxyRoute:
         # Encoded here: aiohttp's BasicAuth is deprecated and its replacement only exists since 3.14.
         credentials = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}".encode()
         authorization = "Basic " + base64.b64encode(credentials).decode("ascii")
-    return ProxyRoute(url=f"{parts.scheme}://{host}", authorization=authorization, shown=f"proxy {redact_url(url)} ({source})")
+    return ProxyRoute(
+        url=f"{parts.scheme}://{host}",
+        authorization=authorization,
+        shown=f"proxy {redact_url(url)} ({source})",
+        from_extra=from_extra,
+    )
 
 
 def transport_error(config: ServiceConfig, described: str, exc: BaseException) -> JobServiceError:
@@ -202,7 +213,7 @@ def proxy_refusal(config: ServiceConfig, described: str, reason: str) -> Configu
 
 
 def _proxy_auth_error(message: str, route: ProxyRoute) -> ConfigurationError:
-    where = "in the connection extra 'proxy'" if "extra" in route.shown else "in the proxy URL of the environment"
+    where = "in the connection extra 'proxy'" if route.from_extra else "in the proxy URL of the environment"
     state = "were refused" if route.authorization else "are missing"
     return ConfigurationError(f"{message}; its credentials {state}: give them as http://user:password@host:port {where}")
 

@@ -62,7 +62,8 @@ async def test_watched_waits_are_not_polled_while_the_watch_is_open(local_servic
 async def test_many_waits_share_few_batch_requests(local_service: Any) -> None:
     config = config_for(local_service)
     async with JobServiceClient(config) as client:
-        jobs = [await client.submit("sleep", {"seconds": 3}) for _ in range(150)]
+        # Submitted together, so that on a slow network the first jobs do not end before the last start.
+        jobs = await asyncio.gather(*(client.submit("sleep", {"seconds": 3}) for _ in range(150)))
         polls = 0
 
         async with shared_watcher(config) as watcher:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterable
 
 import pytest
+from tests.support.clock import FakeClock
 
 from jobservice_provider.core.dialects import LogChunk
 from jobservice_provider.core.errors import AuthenticationError, JobNotFoundError, TransientError
@@ -16,19 +17,6 @@ from jobservice_provider.core.policy import PollPolicy, RetryPolicy
 from jobservice_provider.core.wait import Outcome, WaitSpec, wait_for_job
 
 Step = str | Exception  # a status to report, or an error to raise
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class ScriptedService:

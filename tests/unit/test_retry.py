@@ -8,7 +8,7 @@ import logging
 import math
 
 import pytest
-from tests.support.clock import FakeClock as BaseClock
+from tests.support.clock import FakeClock
 
 from jobservice_provider.core.dialects.base import parse_retry_after
 from jobservice_provider.core.errors import TransientError
@@ -76,7 +76,7 @@ def failing(errors: list[Exception], result: str = "ok") -> tuple[list[int], obj
 
 
 async def test_retry_transient_rides_out_failures_and_reports_one_outage(caplog: pytest.LogCaptureFixture) -> None:
-    clock = FakeClock()
+    clock = FakeClock(NOW)
     calls, operation = failing([TransientError("HTTP 503", status=503)] * 3 + [TransientError("429", retry_after=7)])
     outage = OutageLog("Connection 'c'", logging.getLogger("t"), clock)
     with caplog.at_level(logging.INFO, logger="t"):
@@ -93,7 +93,7 @@ async def test_retry_transient_rides_out_failures_and_reports_one_outage(caplog:
 
 
 async def test_retry_transient_gives_up_at_the_budget_with_the_last_error() -> None:
-    clock = FakeClock()
+    clock = FakeClock(NOW)
     _, operation = failing([TransientError("HTTP 502 bad gateway", status=502)] * 100)
     with pytest.raises(TransientError, match=r"kept failing for 1\d\ds .*budget 100s.*502 bad gateway"):
         await retry_transient(operation, RetryPolicy(budget=100, jitter=0), what="Get x", clock=clock, sleep=clock.sleep)
@@ -101,14 +101,14 @@ async def test_retry_transient_gives_up_at_the_budget_with_the_last_error() -> N
 
 
 async def test_retry_transient_never_sleeps_past_the_deadline() -> None:
-    clock = FakeClock()
+    clock = FakeClock(NOW)
     calls, operation = failing([TransientError("429", retry_after=999999)] * 100)
     with pytest.raises(TransientError, match="deadline"):
         await retry_transient(
             operation, RetryPolicy(jitter=0), what="Cancel job j", deadline=NOW + 5, clock=clock, sleep=clock.sleep
         )
     assert calls[0] == 1 and clock.sleeps == []  # the 60 s cap would end past the deadline: stop now
-    clock = FakeClock()
+    clock = FakeClock(NOW)
     calls, operation = failing([TransientError("503")] * 100)
     with pytest.raises(TransientError, match="deadline"):
         await retry_transient(operation, RetryPolicy(jitter=0), what="Get x", deadline=NOW + 5, clock=clock, sleep=clock.sleep)
@@ -116,7 +116,7 @@ async def test_retry_transient_never_sleeps_past_the_deadline() -> None:
 
 
 def test_an_outage_is_three_lines_however_many_failures() -> None:
-    clock = FakeClock()
+    clock = FakeClock(NOW)
     records: list[str] = []
 
     class Collect(logging.Handler):
@@ -139,7 +139,7 @@ def test_an_outage_is_three_lines_however_many_failures() -> None:
 
 
 def test_a_failure_streak_measures_continuous_failure_from_its_first_error() -> None:
-    clock = FakeClock()
+    clock = FakeClock(NOW)
     streak = FailureStreak(RetryPolicy(budget=10, jitter=0), clock, lambda: 0.5)
     assert streak.next_delay(TransientError("x")) == 1
     clock.now += 9

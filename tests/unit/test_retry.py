@@ -18,10 +18,6 @@ from jobservice_provider.core.retry import OUTAGE_SUMMARY_EVERY, FailureStreak, 
 NOW = 1_000_000.0
 
 
-def FakeClock() -> BaseClock:
-    return BaseClock(NOW)
-
-
 @pytest.mark.parametrize(
     ("header", "seconds"),
     [

@@ -39,7 +39,7 @@ def test_a_withdrawn_check_is_never_taken_and_unsubscribing_closes_the_rest() ->
     schedule.subscribe("j")
     first = schedule.add("j", now=0.0, delay=1.0)
     second = schedule.add("j", now=0.0, delay=1.0)
-    schedule.withdraw(first)
+    schedule.close([first])  # its waiter gave up
     assert schedule.take_due(2.0) == [second]  # sent, but open until answered
     third = schedule.add("j", now=2.0, delay=1.0)
     assert schedule.unsubscribe("j") == [second, third] and third.done and "j" not in schedule.jobs

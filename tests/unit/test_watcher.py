@@ -269,3 +269,17 @@ async def test_a_successful_watch_ends_a_pause_at_once() -> None:
             client.answers.put_nowait(([], []))  # the open watch returns: the service works again
             assert (await asyncio.wait_for(pending, 2)).id == "j2"
             assert loop.time() - start < 1.5
+
+
+async def test_an_answer_for_a_check_its_waiter_gave_up_on_is_dropped_and_the_watcher_goes_on() -> None:
+    client = FakeWatchClient()
+    async with watching(client, window=0.01) as watcher, watcher.subscribe("j1") as subscription:
+        await subscription.check(0.0, True)
+        held = subscription.check(0.05, True)
+        await asyncio.sleep(0.2)
+        held.cancel()  # the wait's deadline came first
+        client.answers.put_nowait(([Job.from_json({"id": "j1", "status": "RUNNING", "version": 2})], []))
+        await asyncio.sleep(0.1)
+        assert held.cancelled()
+        client.answers.put_nowait(([Job.from_json({"id": "j1", "status": "SUCCEEDED", "version": 3})], []))
+        assert (await asyncio.wait_for(subscription.check(0.05, True), 2)).version == 3

@@ -100,15 +100,6 @@ class CheckSchedule:
         heapq.heappush(self._heap, check)
         return check
 
-    def withdraw(self, check: Check) -> None:
-        """The waiter gave up on ``check`` (cancelled); it is never sent or answered."""
-        if check.done:
-            return
-        check.done = True
-        entry = self.jobs.get(check.job_id)
-        if entry is not None and check in entry.checks:
-            entry.checks.remove(check)
-
     def wake_at(self) -> float | None:
         """When the poller must act next (None: nothing is scheduled)."""
         while self._heap and (self._heap[0].done or self._heap[0].held):
@@ -174,7 +165,8 @@ class CheckSchedule:
         return self._close(checks)
 
     def close(self, checks: list[Check]) -> list[Check]:
-        """Close particular checks (answered or failed one by one); returns those still open."""
+        """Close particular checks (answered or failed one by one, or withdrawn by their waiters:
+        never sent or answered after this); returns those that were still open."""
         closing = [check for check in checks if not check.done]
         for check in closing:
             entry = self.jobs.get(check.job_id)

@@ -166,8 +166,10 @@ class Watcher:
 
     def _add_check(self, job_id: str, delay: float, hold: bool) -> asyncio.Future[Job]:
         answer: asyncio.Future[Job] = self._loop.create_future()
+        # A check whose waiter gave up (its future cancelled, e.g. by the wait's deadline) is
+        # found when it falls due and dropped then: a done-callback per check would cost a loop
+        # callback for every one of the thousands answered.
         check = self.schedule.add(job_id, self.now(), delay, hold, answer)
-        answer.add_done_callback(lambda done: self.schedule.withdraw(check) if done.cancelled() else None)
         wake_at = self.schedule.wake_at()
         if wake_at is not None and wake_at >= check.latest:
             self._changed.set()  # the new check is the earliest: re-plan the next tick
@@ -232,15 +234,18 @@ class Watcher:
             self.last_join = self.now()
             self._joined.set()
         for check in checks:
-            check.token.set_result(job)
+            if not check.token.done():  # withdrawn by its waiter in the meantime
+                check.token.set_result(job)
 
     def deliver_error(self, checks: Sequence[Check], exc: BaseException) -> None:
         for check in self.schedule.close(list(checks)):
-            check.token.set_exception(exc)
+            if not check.token.done():
+                check.token.set_exception(exc)
 
     def fail_job(self, job_id: str, exc: BaseException) -> None:
         for check in self.schedule.fail(job_id):
-            check.token.set_exception(exc)
+            if not check.token.done():
+                check.token.set_exception(exc)
 
 
 class BatchPoller:
@@ -263,9 +268,12 @@ class BatchPoller:
                     await asyncio.wait_for(watcher._changed.wait(), timeout)
                 continue
             feed = watcher.feed
-            due = schedule.take_due(
+            taken = schedule.take_due(
                 now, watch_ok=feed is not None and feed.healthy, next_watch_by=feed.next_watch_by if feed else 0.0
             )
+            due = [check for check in taken if not check.token.cancelled()]
+            if len(due) < len(taken):  # their waiters gave up: nobody to ask for
+                schedule.close([check for check in taken if check.token.cancelled()])
             max_batch = watcher.client.dialect.max_batch
             for start in range(0, len(due), max_batch):
                 batch = due[start : start + max_batch]

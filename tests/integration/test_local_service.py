@@ -357,7 +357,7 @@ async def test_invalid_requests_are_problems(api: Api) -> None:
         ({"json": {"type": "sleep", "params": {"seconds": -1}}}, 422, "invalid-params", "seconds"),
         ({"json": {"type": "python", "params": {"callable": "no colon"}}}, 422, "invalid-params", "callable"),
         ({"json": {"type": "sleep"}, "headers": {"Idempotency-Key": "k" * 256}}, 400, "invalid-request", "Idempotency-Key"),
-        ({"data": b'{"type": "sleep", "meta": {"blob": "' + b"x" * (8 * 1024 * 1024) + b'"}}'}, 413, "payload-too-large", "8 MiB"),
+        ({"data": b'{"type": "sleep", "meta": {"blob": "' + b"x" * 8 * 2**20 + b'"}}'}, 413, "payload-too-large", "8 MiB"),
     ]  # fmt: skip
     for kwargs, expected_status, slug, mentioned in cases:
         status, problem, headers = await api.call("POST", "/v1/jobs", **kwargs)

@@ -59,9 +59,13 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "jobservice_provider.hooks.jobservice.JobServiceHook",
                 "hook-name": "Job Service",
                 "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "login", "port"],
-                    "relabeling": {"host": "Base URL", "password": "API token"},
-                    "placeholders": {"host": "https://jobs.example.com", "password": "bearer token"},
+                    "hidden-fields": ["schema", "port"],
+                    "relabeling": {"host": "Base URL", "login": "Login (basic auth)", "password": "API token"},
+                    "placeholders": {
+                        "host": "https://jobs.example.com",
+                        "login": "only with auth_type basic",
+                        "password": "token, API key or password",
+                    },
                 },
                 "conn-fields": _conn_fields(),
             }
@@ -103,11 +107,13 @@ def _conn_fields() -> dict[str, dict[str, Any]]:
     """
     import dataclasses
 
-    from jobservice_provider.core.config import DIALECTS, KNOWN_EXTRAS, ServiceConfig
+    from jobservice_provider.core.config import AUTH_TYPES, DIALECTS, KNOWN_EXTRAS, ServiceConfig
     from jobservice_provider.core.policy import MIN_POLL_INTERVAL
 
     looks: dict[str, tuple[str, dict[str, Any]]] = {
         "dialect": ("Dialect", {"enum": list(DIALECTS)}),
+        "auth_type": ("Authentication", {"enum": list(AUTH_TYPES)}),
+        "auth_header": ("API key header", {}),
         "dialect_options": ("Dialect options", {"format": "json"}),
         "verify_tls": ("Verify TLS certificates", {}),
         "request_timeout": ("Request timeout (s)", {"minimum": 0.1}),

@@ -71,8 +71,8 @@ def test_conn_fields_are_valid_for_airflow() -> None:
 
 def test_ui_field_behaviour_is_valid_for_airflow() -> None:
     behaviour = connection_type()["ui-field-behaviour"]
-    assert set(behaviour["hidden-fields"]) == {"schema", "login", "port"}
-    assert behaviour["relabeling"] == {"host": "Base URL", "password": "API token"}
+    assert set(behaviour["hidden-fields"]) == {"schema", "port"}
+    assert behaviour["relabeling"] == {"host": "Base URL", "login": "Login (basic auth)", "password": "API token"}
     schema = airflow_schema("customized_form_field_behaviours.schema.json")
     if schema is not None:
         import jsonschema

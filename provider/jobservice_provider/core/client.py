@@ -18,6 +18,7 @@ from jobservice_provider.core.config import ServiceConfig
 from jobservice_provider.core.dialects import Dialect, FollowUp, LogChunk, get_dialect, slice_log
 from jobservice_provider.core.dialects.base import job_matches
 from jobservice_provider.core.errors import (
+    AuthenticationError,
     ConfigurationError,
     JobNotFoundError,
     JobServiceError,
@@ -34,6 +35,14 @@ log = logging.getLogger(__name__)
 
 # Single lookups in flight at once when a dialect has no batch call.
 LOOKUP_CONCURRENCY = 8
+# What a 401/403 asks the user to check, per auth_type ({conn_id} is filled in by the error).
+AUTH_HINTS = {
+    "bearer": "auth_type 'bearer': check the API token (password) of connection {conn_id!r} and what it may do",
+    "basic": "auth_type 'basic': check the login and password of connection {conn_id!r} and what they may do",
+    "header": "auth_type 'header': check the password of connection {conn_id!r}, sent in header {header}",
+    "none": "auth_type 'none' sends no credentials, but the service wants them: set auth_type and the password "
+    "of connection {conn_id!r}",
+}
 
 
 class JobServiceClient:
@@ -80,8 +89,7 @@ class JobServiceClient:
     def _headers(self, request: HttpRequest) -> dict[str, str]:
         headers = dict(self.config.extra_headers)
         headers.update(request.headers)
-        if self.config.token:
-            headers["Authorization"] = f"Bearer {self.config.token}"
+        headers.update(self.config.auth_headers())
         return headers
 
     async def send(self, request: HttpRequest, *, job_id: str | None = None, timeout: float | None = None) -> HttpResponse:
@@ -96,6 +104,8 @@ class JobServiceClient:
 
     def _error_for(self, response: HttpResponse, *, job_id: str | None = None) -> JobServiceError:
         error = self.dialect.error_for(response, job_id=job_id)
+        if isinstance(error, AuthenticationError):
+            error.hint = AUTH_HINTS[self.config.auth_type].replace("{header}", str(self.config.auth_header))
         if isinstance(error, PermanentError):
             error.in_connection(self.config.conn_id)
         return error

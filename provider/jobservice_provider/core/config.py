@@ -6,6 +6,7 @@ turned into a header. Precedence: operator argument > connection extra > default
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
@@ -25,11 +26,19 @@ DEFAULT_TRANSIENT_ERROR_BUDGET = 600.0
 # many times over; a bigger answer is more likely a mistake than data.
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 DIALECTS = ("native", "ray", "declarative")
+# How the connection's secret reaches the service; see ServiceConfig.auth_headers.
+AUTH_TYPES = ("bearer", "basic", "header", "none")
 
 # extra key -> (python type(s) accepted, description); the single list of allowed extras.
 KNOWN_EXTRAS: dict[str, tuple[tuple[type, ...], str]] = {
     "dialect": ((str,), "how to speak to the service; one of " + ", ".join(DIALECTS)),
     "dialect_options": ((dict, str), "the dialect's configuration object (the declarative dialect's spec); see docs/dialects.md"),
+    "auth_type": (
+        (str,),
+        "how the password is sent: bearer (Authorization: Bearer), basic (login and password), "
+        "header (in the header auth_header names), none",
+    ),
+    "auth_header": ((str,), "with auth_type header: the header that carries the password, e.g. X-API-Key"),
     "verify_tls": ((bool,), "verify the server's TLS certificate"),
     "request_timeout": ((int, float), "seconds before one HTTP request is abandoned"),
     "poll_interval": ((int, float), "default seconds between status checks"),
@@ -60,6 +69,9 @@ class ServiceConfig:
 
     base_url: str
     token: str | None = dataclasses.field(default=None, repr=False)
+    auth_type: str = "bearer"
+    login: str | None = None
+    auth_header: str | None = None
     dialect: str = "native"
     # Canonical JSON text (sorted keys), so the config stays frozen and hashable.
     dialect_options: str = ""
@@ -87,6 +99,17 @@ class ServiceConfig:
         """Identifies one service for sharing a watcher (and its session) between waits."""
         return (self.conn_id, self.dialect, *self.transport_key)
 
+    def auth_headers(self) -> tuple[tuple[str, str], ...]:
+        """The header that carries the credentials, as ``auth_type`` says (none without a secret)."""
+        if self.auth_type == "basic" and self.login is not None and self.token:
+            credentials = base64.b64encode(f"{self.login}:{self.token}".encode()).decode("ascii")
+            return (("Authorization", f"Basic {credentials}"),)
+        if self.auth_type == "header" and self.auth_header and self.token:
+            return ((self.auth_header, self.token),)
+        if self.auth_type == "bearer" and self.token:
+            return (("Authorization", f"Bearer {self.token}"),)
+        return ()
+
     @property
     def proxy_shown(self) -> str | None:
         """The ``proxy`` extra as messages may show it: credentials replaced by ``***``."""
@@ -102,6 +125,7 @@ class ServiceConfig:
         port: int | None = None,
         password: str | None = None,
         extra: Mapping[str, Any] | str | None = None,
+        login: str | None = None,
     ) -> ServiceConfig:
         """Build a config from a connection's fields, naming the connection in every error."""
         where = f"connection {conn_id!r}" if conn_id else "connection"
@@ -158,11 +182,42 @@ class ServiceConfig:
                         "(the value is not shown)"
                     )
             kwargs["extra_headers"] = tuple(sorted(headers.items()))
+        _check_auth(kwargs, login, password, where)
         if "proxy" in kwargs:
             kwargs["proxy"] = _proxy(kwargs["proxy"], where)
         _check_tls_settings(base_url, kwargs, where)
         kwargs["dialect_options"] = _dialect_options(kwargs.get("dialect", "native"), kwargs.get("dialect_options"), where)
         return cls(base_url=base_url, token=password or None, conn_id=conn_id, **kwargs)
+
+
+def _check_auth(kwargs: dict[str, Any], login: str | None, password: str | None, where: str) -> None:
+    """The auth scheme and the fields it needs, checked now; never echoes a secret."""
+    auth_type = kwargs.get("auth_type", "bearer")
+    if auth_type not in AUTH_TYPES:
+        raise ConfigurationError(f"{where}: extra 'auth_type' must be one of {', '.join(AUTH_TYPES)}, got {auth_type!r}")
+    header = kwargs.get("auth_header")
+    if header is not None and auth_type != "header":
+        raise ConfigurationError(
+            f"{where}: extra 'auth_header' is only used with auth_type 'header' (auth_type is {auth_type!r})"
+        )
+    if auth_type == "basic":
+        if not login or not password:
+            raise ConfigurationError(f"{where}: auth_type 'basic' needs both the login and the password field")
+        if ":" in login or _CONTROL.search(login):
+            raise ConfigurationError(f"{where}: the login of auth_type 'basic' must not contain ':' or control characters")
+        kwargs["login"] = login
+    elif auth_type == "header":
+        if not header or not _HEADER_NAME.fullmatch(header):
+            raise ConfigurationError(
+                f"{where}: auth_type 'header' needs extra 'auth_header', a valid HTTP header name such as X-API-Key"
+                + (f" (got {header!r})" if header else "")
+            )
+        if header.lower() in {name.lower() for name, _ in kwargs.get("extra_headers", ())}:
+            raise ConfigurationError(f"{where}: header {header!r} is both auth_header and in extra_headers; keep one")
+        if not password:
+            raise ConfigurationError(f"{where}: auth_type 'header' sends the password field in {header!r}, but it is empty")
+    elif auth_type == "none" and password:
+        raise ConfigurationError(f"{where}: auth_type is 'none' but the password field is set; clear it or choose an auth_type")
 
 
 def redact_url(url: str) -> str:

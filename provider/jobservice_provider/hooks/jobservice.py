@@ -64,6 +64,7 @@ def _config_from(conn: Connection) -> ServiceConfig:
         port=conn.port,
         password=conn.password,
         extra=conn.extra,
+        login=conn.login,
     )
 
 

@@ -11,7 +11,7 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator, Context
-from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout
+from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout, TaskDeferralTimeout
 
 from jobservice_provider._task import cancel_for_task, check_event, deadline_for, default_deferrable, remaining
 from jobservice_provider.core.errors import JobNotFoundError, JobServiceError
@@ -119,6 +119,9 @@ class SubmitAndWaitOperator(BaseOperator):
         self.max_result_bytes = max_result_bytes
         self.job_id: str | None = None
         self._job_cancelled = False
+        # Set when this try ran out of time: Airflow calls on_kill after a timeout too, and that
+        # call is the timeout's (cancel_on_timeout), not a kill's (cancel_on_kill).
+        self._timed_out = False
         self._deadline: float | None = None  # of this try's execution_timeout, epoch seconds
 
     @cached_property
@@ -174,6 +177,13 @@ class SubmitAndWaitOperator(BaseOperator):
 
     # -- execute ---------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
+        try:
+            return self._execute(context)
+        except AirflowTaskTimeout:
+            self._timed_out = True  # Airflow's own execution_timeout fired on the worker
+            raise
+
+    def _execute(self, context: Context) -> Any:
         self._deadline = deadline_for(context, self.execution_timeout)
         job = self._start_job(context)
         self.job_id = job.id
@@ -215,7 +225,24 @@ class SubmitAndWaitOperator(BaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         self._deadline = deadline_for(context, self.execution_timeout)
-        return self._finish(check_event(event))
+        try:
+            return self._finish(check_event(event))
+        except AirflowTaskTimeout:
+            self._timed_out = True
+            raise
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except TaskDeferralTimeout as exc:
+            # Airflow's own deferral timeout (the backstop) ended the wait before the trigger
+            # reported the deadline: the same timeout, so the same cancel_on_timeout.
+            self._timed_out = True
+            self.job_id = self.job_id or _stored_job_id(context, self.task_id)
+            if self.job_id and self.cancel_on_timeout:
+                cancel_for_task(self.hook, self.job_id, "execution_timeout was reached", self.log)
+                self._job_cancelled = True
+            raise AirflowTaskTimeout(f"execution_timeout ({self.execution_timeout}) reached: {exc}") from exc
 
     def _finish(self, event: dict[str, Any]) -> Any:
         """End the task from a wait's outcome: the one path for deferred and worker waits."""
@@ -226,6 +253,7 @@ class SubmitAndWaitOperator(BaseOperator):
                 self.log.info("%s", event["message"])
                 return self._result(job_id)
             case Outcome.TIMEOUT.value:
+                self._timed_out = True
                 if self.cancel_on_timeout:
                     cancel_for_task(self.hook, job_id, "execution_timeout was reached", self.log)
                     self._job_cancelled = True  # Airflow calls on_kill after a task timeout, too
@@ -257,8 +285,36 @@ class SubmitAndWaitOperator(BaseOperator):
         copy_log_tail(functools.partial(self.hook.get_logs, deadline=deadline), job_id, offset, self.log_tail_lines, self.log)
 
     def on_kill(self) -> None:
-        if self.job_id and self.cancel_on_kill and not self._job_cancelled:
-            cancel_for_task(self.hook, self.job_id, "the task was killed", self.log)
+        """Airflow calls this when the task is killed on the worker *and* after a timeout; each
+        follows its own switch (``cancel_on_kill``, ``cancel_on_timeout``)."""
+        if not self.job_id or self._job_cancelled:
+            return
+        timed_out = self._timed_out or (self._deadline is not None and time.time() >= self._deadline)
+        if timed_out and not self.cancel_on_timeout:
+            self.log.info("Task timed out; job %s keeps running (cancel_on_timeout is off)", self.job_id)
+        elif not timed_out and not self.cancel_on_kill:
+            self.log.info("Task killed; job %s keeps running (cancel_on_kill is off)", self.job_id)
+        else:
+            why = "execution_timeout was reached" if timed_out else "the task was killed"
+            cancel_for_task(self.hook, self.job_id, why, self.log)
+            self._job_cancelled = True
+
+
+def _stored_job_id(context: Context, task_id: str) -> str | None:
+    """The job id an earlier part of this try stored (task state store, else XCom)."""
+    store = context.get("task_state_store")
+    stored = store.get(STATE_KEY) if store is not None else None
+    if stored:
+        return str(stored)
+    ti = context.get("ti")
+    pull = getattr(ti, "xcom_pull", None)
+    if pull is None:
+        return None
+    try:
+        value = pull(task_ids=task_id, key="job_id", map_indexes=getattr(ti, "map_index", -1))
+    except Exception:  # an unreachable XCom backend must not hide the timeout being raised
+        return None
+    return str(value) if value else None
 
 
 class CancelJobOperator(BaseOperator):

@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
-from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
+from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, AirflowTaskTimeout
 
 from jobservice_provider._task import cancel_for_task, check_event, deadline_for, default_deferrable, failed_job_error, remaining
 from jobservice_provider.core.policy import PollPolicy
@@ -71,6 +71,7 @@ class JobCompleteSensor(BaseSensorOperator):
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.cancel_on_kill = cancel_on_kill
         self.stream_logs = stream_logs
+        self._timed_out = False  # Airflow calls on_kill after an execution_timeout, too
 
     @cached_property
     def hook(self) -> JobServiceHook:
@@ -88,6 +89,13 @@ class JobCompleteSensor(BaseSensorOperator):
         return False
 
     def execute(self, context: Context) -> Any:
+        try:
+            return self._execute(context)
+        except AirflowTaskTimeout:
+            self._timed_out = True
+            raise
+
+    def _execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
         poked = self.poke(context)
@@ -112,7 +120,9 @@ class JobCompleteSensor(BaseSensorOperator):
         )
 
     def on_kill(self) -> None:
-        if self.cancel_on_kill:
+        # A sensor watches: running out of time (execution_timeout, after which Airflow calls
+        # on_kill as well) never cancels the job; only a kill does, with cancel_on_kill.
+        if self.cancel_on_kill and not self._timed_out:
             cancel_for_task(self.hook, self.job_id, "the task was killed", self.log)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:

@@ -1,0 +1,72 @@
+"""Sensor and operator semantics in real Airflow (``dag.test()``), against the local service (issue 12)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pendulum
+import pytest
+from tests.conftest import REPO, conn_json
+
+from jobservice_provider.core.job import Job
+from jobservice_provider.hooks.jobservice import JobServiceHook
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("airflow_db")]
+DAGS = Path(__file__).parent / "dags"
+RUNNER = Path(__file__).parent / "run_dag.py"
+
+
+def run_dag(
+    dag_id: str, base_url: str, token: str, conf: dict[str, Any] | None = None, **extra: Any
+) -> tuple[dict[str, Any], str]:
+    """``dag.test()`` of ``dag_id`` in its own process; its summary and everything it printed."""
+    env = os.environ.copy()
+    env["AIRFLOW_CONN_JOBSERVICE_DEFAULT"] = conn_json(base_url, token, **extra)
+    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
+    done = subprocess.run(
+        [sys.executable, str(RUNNER), str(DAGS / "semantics_dags.py"), dag_id, json.dumps(conf or {})],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=REPO,
+    )
+    output = done.stdout + done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("DAGTEST-RESULT ")]
+    assert lines, output[-4000:]
+    return json.loads(lines[-1].removeprefix("DAGTEST-RESULT ")), output
+
+
+@pytest.fixture
+def hook(local_service: Any, monkeypatch: pytest.MonkeyPatch) -> JobServiceHook:
+    monkeypatch.setenv("AIRFLOW_CONN_JOBSERVICE_DEFAULT", conn_json(local_service.base_url, local_service.token))
+    return JobServiceHook()
+
+
+def jobs_of_task(hook: JobServiceHook, since: str, dag_id: str, task_id: str, run_id: str) -> list[Job]:
+    """The jobs submitted for one task instance (their idempotency keys name it)."""
+    prefix = f"airflow:{dag_id}:{task_id}:{run_id}:"
+    return [job for job in hook.list_jobs(created_after=since) if (job.key or "").startswith(prefix)]
+
+
+def test_timeout_without_cancel_on_timeout_keeps_the_job_and_the_retry_reattaches(
+    local_service: Any, hook: JobServiceHook
+) -> None:
+    since = pendulum.now("UTC").isoformat()
+    summary, output = run_dag("semantics_timeout_keeps_job", local_service.base_url, local_service.token)
+    task = summary["tasks"]["long"]
+    assert summary["state"] == "failed" and task["state"] == "failed" and task["try_number"] == 2, summary
+    jobs = jobs_of_task(hook, since, summary["dag_id"], "long", summary["run_id"])
+    try:
+        assert [job.raw_status for job in jobs] == ["RUNNING"], jobs  # one job in all, still running
+        assert f"Try 2, retry_strategy REATTACH: reattaching to job {jobs[0].id}" in output
+        assert "keeps running (cancel_on_timeout is off)" in output
+        assert f"Cancelled job {jobs[0].id}" not in output
+    finally:
+        for job in jobs:
+            hook.cancel_job(job.id)

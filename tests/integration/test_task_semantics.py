@@ -1,0 +1,138 @@
+"""Sensor and operator semantics as Airflow users expect them (issue 12), against the real local service.
+
+The task instance is the one faked edge (``make_context``); what Airflow does around a task is
+done here as Airflow does it: ``resume_execution`` for a resumed task, ``on_kill`` after a
+timeout, Airflow's own ``timeout`` alarm around ``execute``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowTaskTimeout, TaskDeferred
+from tests.support.airflow_context import make_context
+
+from jobservice_provider.core.status import JobStatus
+from jobservice_provider.hooks.jobservice import JobServiceHook
+from jobservice_provider.operators.jobservice import STATE_KEY, SubmitAndWaitOperator
+from jobservice_provider.triggers.jobservice import JobStatusTrigger
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("jobservice_conn")]
+NEVER_ENDS = {"seconds": 600}
+
+
+class TaskStateStore:
+    """Stands in for Airflow's ``task_state_store`` accessor (same get/set), kept across tries."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
+        self.values[key] = value
+
+
+def trigger_event(trigger: JobStatusTrigger) -> dict[str, Any]:
+    """Rebuild the trigger from its serialized form, as the triggerer does, and take its event."""
+    _, kwargs = trigger.serialize()
+
+    async def first() -> dict[str, Any]:
+        return (await anext(JobStatusTrigger(**kwargs).run())).payload
+
+    return asyncio.run(first())
+
+
+def status_of(job_id: str) -> JobStatus | None:
+    return JobServiceHook().get_job(job_id).status
+
+
+def cancel_quietly(job_id: str) -> None:
+    JobServiceHook().cancel_job(job_id)
+
+
+def timeout_operator(**kwargs: Any) -> SubmitAndWaitOperator:
+    settings: dict[str, Any] = {
+        "task_id": "t",
+        "job_type": "sleep",
+        "job_params": NEVER_ENDS,
+        "poll_interval": 0.3,
+        "execution_timeout": timedelta(seconds=2),
+    }
+    settings.update(kwargs)
+    return SubmitAndWaitOperator(**settings)
+
+
+# -- 1. cancel_on_timeout and cancel_on_kill are independent on every path ----------------------
+
+
+@pytest.mark.parametrize("cancel_on_timeout", [False, True], ids=["keep-on-timeout", "cancel-on-timeout"])
+def test_deferred_timeout_then_the_on_kill_airflow_sends_follow_cancel_on_timeout_only(cancel_on_timeout: bool) -> None:
+    op = timeout_operator(deferrable=True, cancel_on_timeout=cancel_on_timeout, cancel_on_kill=not cancel_on_timeout)
+    context = make_context()
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    job_id = context["ti"].xcom["job_id"]
+    event = trigger_event(deferred.value.trigger)
+    assert event["status"] == "timeout"
+    with pytest.raises(AirflowTaskTimeout):
+        op.resume_execution("execute_complete", {"event": event}, context)
+    op.on_kill()  # what Airflow's task runner does after any AirflowTaskTimeout
+    if cancel_on_timeout:
+        assert status_of(job_id) is JobStatus.CANCELLED
+    else:
+        assert status_of(job_id) is JobStatus.RUNNING
+        cancel_quietly(job_id)
+
+
+def test_worker_wait_timeout_keeps_the_job_without_cancel_on_timeout() -> None:
+    op = timeout_operator(deferrable=False, cancel_on_timeout=False, cancel_on_kill=True)
+    context = make_context()
+    with pytest.raises(AirflowTaskTimeout):
+        op.execute(context)
+    op.on_kill()
+    job_id = context["ti"].xcom["job_id"]
+    assert status_of(job_id) is JobStatus.RUNNING
+    cancel_quietly(job_id)
+
+
+def test_airflows_own_alarm_on_the_worker_counts_as_a_timeout_not_a_kill() -> None:
+    from airflow.sdk.execution_time.timeout import timeout
+
+    # Airflow's execution_timeout alarm fires inside the wait (here earlier than the operator's
+    # own deadline would, as on a worker that started the clock first).
+    op = timeout_operator(deferrable=False, cancel_on_timeout=False, cancel_on_kill=True, execution_timeout=timedelta(seconds=8))
+    context = make_context()
+    with pytest.raises(AirflowTaskTimeout), timeout(2):
+        op.execute(context)
+    op.on_kill()
+    job_id = context["ti"].xcom["job_id"]
+    assert status_of(job_id) is JobStatus.RUNNING
+    cancel_quietly(job_id)
+
+
+@pytest.mark.parametrize("cancel_on_timeout", [False, True], ids=["keep-on-timeout", "cancel-on-timeout"])
+def test_airflows_deferral_timeout_backstop_follows_cancel_on_timeout(cancel_on_timeout: bool) -> None:
+    from airflow.sdk.bases.operator import TriggerFailureReason
+
+    store = TaskStateStore()
+    op = timeout_operator(deferrable=True, cancel_on_timeout=cancel_on_timeout, execution_timeout=timedelta(seconds=30))
+    context = make_context()
+    context["task_state_store"] = store
+    with pytest.raises(TaskDeferred):
+        op.execute(context)
+    job_id = store.values[STATE_KEY]
+    # The scheduler's trigger timeout resumes the task in a new process with next_method "__fail__".
+    resumed = timeout_operator(deferrable=True, cancel_on_timeout=cancel_on_timeout, execution_timeout=timedelta(seconds=30))
+    with pytest.raises(AirflowTaskTimeout, match="execution_timeout"):
+        resumed.resume_execution("__fail__", {"error": TriggerFailureReason.TRIGGER_TIMEOUT}, context)
+    resumed.on_kill()
+    if cancel_on_timeout:
+        assert status_of(job_id) is JobStatus.CANCELLED
+    else:
+        assert status_of(job_id) is JobStatus.RUNNING
+        cancel_quietly(job_id)

@@ -8,16 +8,18 @@ timeout, Airflow's own ``timeout`` alarm around ``execute``.
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowTaskTimeout, TaskDeferred
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, AirflowTaskTimeout, TaskDeferred
 from tests.support.airflow_context import make_context
 
 from jobservice_provider.core.status import JobStatus
 from jobservice_provider.hooks.jobservice import JobServiceHook
 from jobservice_provider.operators.jobservice import STATE_KEY, SubmitAndWaitOperator
+from jobservice_provider.sensors.jobservice import JobCompleteSensor
 from jobservice_provider.triggers.jobservice import JobStatusTrigger
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("jobservice_conn")]
@@ -136,3 +138,40 @@ def test_airflows_deferral_timeout_backstop_follows_cancel_on_timeout(cancel_on_
     else:
         assert status_of(job_id) is JobStatus.RUNNING
         cancel_quietly(job_id)
+
+
+# -- 2. soft_fail on every path of the sensor -----------------------------------------------------
+
+
+def failed_job() -> str:
+    job = JobServiceHook().submit("sleep", {"seconds": 0, "fail": "failed on purpose"})
+    deadline = time.monotonic() + 10
+    while status_of(job.id) is not JobStatus.FAILED:
+        assert time.monotonic() < deadline, "the job did not fail"
+        time.sleep(0.05)
+    return job.id
+
+
+@pytest.mark.parametrize("switch", ["soft_fail", "never_fail"])
+def test_deferrable_sensor_skips_a_job_failed_before_its_first_poke(switch: str) -> None:
+    sensor = JobCompleteSensor(task_id="s", job_id=failed_job(), deferrable=True, poll_interval=0.5, **{switch: True})
+    with pytest.raises(AirflowSkipException, match=switch):
+        sensor.execute(make_context())
+
+
+def test_deferrable_sensor_without_soft_fail_fails_a_failed_job_without_retry() -> None:
+    sensor = JobCompleteSensor(task_id="s", job_id=failed_job(), deferrable=True, poll_interval=0.5)
+    with pytest.raises(AirflowFailException, match="FAILED"):
+        sensor.execute(make_context())
+
+
+def test_deferrable_sensor_skips_a_job_failing_while_deferred() -> None:
+    job = JobServiceHook().submit("sleep", {"seconds": 1, "fail": "failed on purpose"})
+    sensor = JobCompleteSensor(task_id="s", job_id=job.id, deferrable=True, poll_interval=0.3, soft_fail=True)
+    context = make_context()
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context)
+    event = trigger_event(deferred.value.trigger)
+    assert event["status"] == "failed"
+    with pytest.raises(AirflowSkipException):
+        sensor.resume_execution("execute_complete", {"event": event}, context)

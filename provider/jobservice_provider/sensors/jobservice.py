@@ -8,7 +8,13 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
-from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, AirflowTaskTimeout
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    AirflowTaskTimeout,
+)
 
 from jobservice_provider._task import cancel_for_task, check_event, deadline_for, default_deferrable, failed_job_error, remaining
 from jobservice_provider.core.policy import PollPolicy
@@ -98,7 +104,7 @@ class JobCompleteSensor(BaseSensorOperator):
     def _execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        poked = self.poke(context)
+        poked = self._first_poke(context)
         if isinstance(poked, PokeReturnValue) and poked:
             return poked.xcom_value
         deadline = deadline_for(context, self.timeout)
@@ -118,6 +124,27 @@ class JobCompleteSensor(BaseSensorOperator):
             method_name="execute_complete",
             timeout=remaining(deadline),
         )
+
+    def _first_poke(self, context: Context) -> PokeReturnValue | bool:
+        """The poke before deferring, ending as BaseSensorOperator ends a poke in poke mode:
+        a failed job or a timeout is skipped with ``soft_fail`` (or ``never_fail``)."""
+        try:
+            return self.poke(context)
+        except (AirflowSensorTimeout, AirflowTaskTimeout, AirflowFailException) as exc:
+            if self.soft_fail:
+                raise AirflowSkipException("Skipping due to soft_fail is set to True.") from exc
+            if getattr(self, "never_fail", False):
+                raise AirflowSkipException("Skipping due to never_fail is set to True.") from exc
+            raise
+        except AirflowSkipException:
+            raise
+        except Exception as exc:
+            if getattr(self, "silent_fail", False):
+                self.log.error("Sensor poke failed: %s", exc)
+                return False
+            if getattr(self, "never_fail", False):
+                raise AirflowSkipException("Skipping due to never_fail is set to True.") from exc
+            raise
 
     def on_kill(self) -> None:
         # A sensor watches: running out of time (execution_timeout, after which Airflow calls

@@ -1,4 +1,4 @@
-"""DAGs for tests/e2e/test_task_semantics.py: each shows one thing a DAG author relies on (issue 12)."""
+"""DAGs for tests/e2e/test_dag_semantics.py: each shows one thing a DAG author relies on (issue 12)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG
 
 from jobservice_provider.operators.jobservice import SubmitAndWaitOperator
+from jobservice_provider.sensors.jobservice import JobCompleteSensor
 
 COMMON = {"schedule": None, "start_date": datetime(2026, 1, 1), "catchup": False, "tags": ["e2e-semantics"]}
 
@@ -24,4 +25,38 @@ with DAG(dag_id="semantics_timeout_keeps_job", **COMMON):
         cancel_on_kill=True,
         retries=1,
         retry_delay=timedelta(seconds=0),
+    )
+
+# 2. soft_fail on every path of a deferrable sensor: a job FAILED before the first poke, a job
+# failing while the sensor is deferred, and the sensor's timeout all skip the task.
+with DAG(dag_id="semantics_soft_fail", **COMMON):
+    JobCompleteSensor(
+        task_id="failed_before_first_poke",
+        job_id="{{ dag_run.conf['failed_job'] }}",
+        soft_fail=True,
+        deferrable=True,
+        poll_interval=0.5,
+        timeout=60,
+    )
+    start = SubmitAndWaitOperator(
+        task_id="start_failing_job",
+        job_type="sleep",
+        job_params={"seconds": 3, "fail": "failed on purpose"},
+        wait_for_completion=False,
+    )
+    start >> JobCompleteSensor(
+        task_id="fails_while_deferred",
+        job_id="{{ ti.xcom_pull(task_ids='start_failing_job', key='job_id') }}",
+        soft_fail=True,
+        deferrable=True,
+        poll_interval=0.5,
+        timeout=60,
+    )
+    JobCompleteSensor(
+        task_id="times_out",
+        job_id="{{ dag_run.conf['endless_job'] }}",
+        soft_fail=True,
+        deferrable=True,
+        poll_interval=0.5,
+        timeout=4,
     )

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from tests.conftest import REPO, conn_json
 
 from jobservice_provider.core.job import Job
+from jobservice_provider.core.status import JobStatus
 from jobservice_provider.hooks.jobservice import JobServiceHook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("airflow_db")]
@@ -70,3 +72,30 @@ def test_timeout_without_cancel_on_timeout_keeps_the_job_and_the_retry_reattache
     finally:
         for job in jobs:
             hook.cancel_job(job.id)
+
+
+def test_deferrable_sensor_with_soft_fail_is_skipped_on_every_unsuccessful_path(local_service: Any, hook: JobServiceHook) -> None:
+    failed = hook.submit("sleep", {"seconds": 0, "fail": "failed on purpose"})
+    endless = hook.submit("sleep", {"seconds": 600})
+    deadline = time.monotonic() + 10
+    while hook.get_job(failed.id).status is not JobStatus.FAILED:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    try:
+        summary, output = run_dag(
+            "semantics_soft_fail",
+            local_service.base_url,
+            local_service.token,
+            conf={"failed_job": failed.id, "endless_job": endless.id},
+        )
+    finally:
+        hook.cancel_job(endless.id)
+    states = {task: info["state"] for task, info in summary["tasks"].items()}
+    assert states == {
+        "failed_before_first_poke": "skipped",
+        "start_failing_job": "success",
+        "fails_while_deferred": "skipped",
+        "times_out": "skipped",
+    }, output[-4000:]
+    started = summary["tasks"]["start_failing_job"]["xcom"]["job_id"]
+    assert f"Job {started}: FAILED" in output  # seen by the trigger, after the sensor deferred

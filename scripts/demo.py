@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from jobservice_local.testing import LocalServiceProcess
 from jobservice_provider.core.client import JobServiceClient
 from jobservice_provider.core.config import ServiceConfig
-from jobservice_provider.local.process import LocalServiceProcess
 
 REPO = Path(__file__).resolve().parents[1]
 DAG_FILE = REPO / "dags_examples" / "example_submit_and_wait.py"

@@ -1,9 +1,11 @@
-"""The embedded local job service (``jobservice-local``) and the API for its jobs.
+"""The local job service (``jobservice-local``) and the API for its jobs.
 
-Start it with ``jobservice-local serve`` (or ``python -m jobservice_provider.local serve``).
-Code running as a ``python`` job can report progress with::
+A development and test service speaking the native Job Service HTTP API v1 of
+airflow-provider-jobservice (the contract between them is ``docs/openapi.yaml``). It is
+its own distribution and never imports the provider or Airflow. Start it with
+``jobservice-local serve`` (or ``python -m jobservice_local serve``). Code running as a ``python`` job can report progress with::
 
-    from jobservice_provider.local import report_progress
+    from jobservice_local import report_progress
 
     def crunch(n: int) -> dict:
         for i in range(n):
@@ -18,6 +20,8 @@ imported inside every ``python`` job's subprocess. The server modules
 
 from __future__ import annotations
 
-from jobservice_provider.local.progress import report_progress
+from jobservice_local.progress import report_progress
 
-__all__ = ["report_progress"]
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "report_progress"]

@@ -1,7 +1,7 @@
-"""``python -m jobservice_provider.local serve ...``."""
+"""``python -m jobservice_local serve ...``."""
 
 from __future__ import annotations
 
-from jobservice_provider.local.cli import main
+from jobservice_local.cli import main
 
 raise SystemExit(main())

@@ -12,16 +12,16 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from multidict import MultiMapping
 
-from jobservice_provider.core.status import JobStatus
-from jobservice_provider.local.models import dumps, format_timestamp, loads, parse_timestamp
-from jobservice_provider.local.problems import (
+from jobservice_local.models import dumps, format_timestamp, loads, parse_timestamp
+from jobservice_local.problems import (
     PROBLEM_CONTENT_TYPE,
     SLUG_BY_STATUS,
     Problem,
     invalid_request,
     job_not_found,
 )
-from jobservice_provider.local.service import JobService, Submission, parse_timeout
+from jobservice_local.service import LocalJobService, Submission, parse_timeout
+from jobservice_local.status import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +48,14 @@ QUERY_PARAMS: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/v1/jobs/{id}/logs"): ("offset", "limit"),
 }
 
-SERVICE_KEY = web.AppKey("service", JobService)
+SERVICE_KEY = web.AppKey("service", LocalJobService)
 
 
 def service_version() -> str:
-    """The provider's version, or ``"0"`` when it cannot be imported."""
-    try:
-        from jobservice_provider import __version__
-    except Exception:
-        return "0"
-    return str(__version__)
+    """This distribution's version."""
+    from jobservice_local import __version__
+
+    return __version__
 
 
 def problem_response(problem: Problem) -> web.Response:
@@ -168,7 +166,7 @@ def _multi(query: MultiMapping[str], name: str) -> list[str]:
 # ---------------------------------------------------------------------- handlers
 
 
-def _service(request: web.Request) -> JobService:
+def _service(request: web.Request) -> LocalJobService:
     return request.app[SERVICE_KEY]
 
 
@@ -434,7 +432,7 @@ async def _on_shutdown(app: web.Application) -> None:
     app[SERVICE_KEY].begin_shutdown()
 
 
-def build_app(service: JobService) -> web.Application:
+def build_app(service: LocalJobService) -> web.Application:
     """The aiohttp application for ``service`` (started and stopped with the app)."""
     app = web.Application(
         middlewares=[problem_middleware, auth_middleware(service.config.token)],

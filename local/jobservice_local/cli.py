@@ -17,11 +17,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from jobservice_provider.local.app import build_app
-from jobservice_provider.local.service import JobService, ServiceConfig
-from jobservice_provider.local.store import StoreLockedError
+from jobservice_local.app import build_app
+from jobservice_local.service import LocalConfig, LocalJobService
+from jobservice_local.store import StoreLockedError
 
-log = logging.getLogger("jobservice_provider.local")
+log = logging.getLogger("jobservice_local")
 
 TOKEN_ENV = "JOBSERVICE_TOKEN"
 DEFAULT_DB = "./jobservice-local.db"
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``jobservice-local``."""
     parser = argparse.ArgumentParser(
         prog="jobservice-local",
-        description="The embedded local job service of airflow-provider-jobservice (development and tests).",
+        description="The local job service of airflow-provider-jobservice (API v1) (development and tests).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser("serve", help="run the job service (HTTP API v1)")
@@ -141,7 +141,7 @@ def _url_host(host: str) -> str:
     return f"[{name}]" if ":" in name else name
 
 
-async def serve(config: ServiceConfig, host: str, port: int) -> int:
+async def serve(config: LocalConfig, host: str, port: int) -> int:
     """Run the service until SIGTERM/SIGINT; return the exit code."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -153,7 +153,7 @@ async def serve(config: ServiceConfig, host: str, port: int) -> int:
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s", host, port, exc)
         return 1
-    service = JobService(config)
+    service = LocalJobService(config)
     runner = web.AppRunner(build_app(service), handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     try:
         await runner.setup()
@@ -196,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     token = _resolve_token(args, parser)
     if not is_loopback(args.host):
         log.warning("listening on %s: this is a development service, not meant for untrusted networks", args.host)
-    config = ServiceConfig(
+    config = LocalConfig(
         db_path=Path(args.db).expanduser().absolute(),
         token=token,
         allow_python=args.allow_python,

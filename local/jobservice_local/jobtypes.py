@@ -7,7 +7,7 @@ import math
 import re
 from typing import Any
 
-from jobservice_provider.local.problems import Problem, invalid_params
+from jobservice_local.problems import Problem, invalid_params
 
 SLEEP = "sleep"
 PYTHON = "python"

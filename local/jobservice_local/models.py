@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from jobservice_provider.core.status import JobStatus
+from jobservice_local.status import JobStatus
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -53,7 +53,7 @@ def parse_timestamp(text: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-class Clock:
+class TimestampClock:
     """Wall-clock timestamps that never go backwards within one process.
 
     ``created_at`` orders the job listing and the queue, so two jobs submitted
@@ -118,7 +118,7 @@ def empty_progress() -> dict[str, Any]:
 
 
 @dataclasses.dataclass(slots=True)
-class Job:
+class StoredJob:
     """One job, as kept in memory and in SQLite."""
 
     id: str

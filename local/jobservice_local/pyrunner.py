@@ -1,9 +1,9 @@
-"""Runs one ``python`` job in its own process: ``python -m jobservice_provider.local.pyrunner``.
+"""Runs one ``python`` job in its own process: ``python -m jobservice_local.pyrunner``.
 
 Reads ``{"callable": "pkg.module:function", "args": [...], "kwargs": {...}}`` from
 stdin, calls the function (awaiting it if it is a coroutine function) and sends
 its return value (or the exception) to the service over the pipe named by
-``JOBSERVICE_PROGRESS_FD`` (see :mod:`jobservice_provider.local.progress`).
+``JOBSERVICE_PROGRESS_FD`` (see :mod:`jobservice_local.progress`).
 The function's stdout and stderr, and the traceback of a failure, go to the job log.
 """
 
@@ -18,7 +18,7 @@ import sys
 import traceback
 from typing import Any
 
-from jobservice_provider.local import progress
+from jobservice_local import progress
 
 
 def _resolve(target: str) -> Any:

@@ -13,10 +13,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from jobservice_provider.core.status import JobStatus
-from jobservice_provider.local.jobtypes import CommandSpec, PythonSpec, SleepSpec
-from jobservice_provider.local.models import dumps, loads
-from jobservice_provider.local.progress import MAX_MESSAGE_CHARS, PROGRESS_FD_ENV
+from jobservice_local.jobtypes import CommandSpec, PythonSpec, SleepSpec
+from jobservice_local.models import dumps, loads
+from jobservice_local.progress import MAX_MESSAGE_CHARS, PROGRESS_FD_ENV
+from jobservice_local.status import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ ProgressSink = Callable[[float, "float | None", "str | None"], None]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Outcome:
+class RunOutcome:
     """How a job's work ended on its own (a requested stop is decided by the service)."""
 
     status: JobStatus
@@ -43,7 +43,7 @@ class Execution(Protocol):
     #: ``True`` if stopping is immediate (no process to wait for).
     stops_at_once: bool
 
-    async def run(self) -> Outcome:
+    async def run(self) -> RunOutcome:
         """Do the work and report how it ended."""
         ...
 
@@ -76,7 +76,7 @@ class SleepExecution:
         self.on_progress = on_progress
         self.log_path = log_path
 
-    async def run(self) -> Outcome:
+    async def run(self) -> RunOutcome:
         """Sleep ``seconds`` in ``steps`` equal steps, reporting each one."""
         loop = asyncio.get_running_loop()
         spec = self.spec
@@ -88,8 +88,8 @@ class SleepExecution:
             append_log(self.log_path, f"step {step}/{spec.steps}\n")
             self.on_progress(step, spec.steps, f"step {step}/{spec.steps}")
         if spec.fail is not None:
-            return Outcome(JobStatus.FAILED, error={"type": "SleepJobFailed", "message": spec.fail})
-        return Outcome(JobStatus.SUCCEEDED, result_json=dumps(spec.result))
+            return RunOutcome(JobStatus.FAILED, error={"type": "SleepJobFailed", "message": spec.fail})
+        return RunOutcome(JobStatus.SUCCEEDED, result_json=dumps(spec.result))
 
     def terminate(self, grace: float) -> None:
         """Nothing to signal: the service cancels the task that runs :meth:`run`."""
@@ -122,7 +122,7 @@ class ProcessExecution:
         env: Mapping[str, str],
         cwd: str | None,
         log_path: Path,
-        describe_exit: Callable[[int, ProcessExecution], Outcome],
+        describe_exit: Callable[[int, ProcessExecution], RunOutcome],
         *,
         stdin_data: bytes | None = None,
         on_progress: ProgressSink | None = None,
@@ -159,7 +159,7 @@ class ProcessExecution:
         self._signal_group(signal.SIGTERM)
         self._kill_timer = asyncio.get_running_loop().call_later(self._grace, self._signal_group, signal.SIGKILL)
 
-    async def _spawn(self, env: dict[str, str], control_write: int) -> asyncio.subprocess.Process | Outcome:
+    async def _spawn(self, env: dict[str, str], control_write: int) -> asyncio.subprocess.Process | RunOutcome:
         if self.cwd is not None and not os.path.isdir(self.cwd):
             return self._spawn_failed("InvalidCwd", f"working directory does not exist: {self.cwd!r}")
         with open(self.log_path, "ab") as log_file:
@@ -181,7 +181,7 @@ class ProcessExecution:
             except OSError as exc:
                 return self._spawn_failed("SpawnFailed", f"cannot start {self.argv[0]!r}: {exc}")
 
-    async def run(self) -> Outcome:
+    async def run(self) -> RunOutcome:
         """Start the process, wait for it to exit and describe how it ended."""
         loop = asyncio.get_running_loop()
         env = dict(self.env)
@@ -198,7 +198,7 @@ class ProcessExecution:
         finally:
             if control_write >= 0:
                 os.close(control_write)
-        if isinstance(proc, Outcome):
+        if isinstance(proc, RunOutcome):
             if control_read >= 0:
                 os.close(control_read)
             return proc
@@ -241,9 +241,9 @@ class ProcessExecution:
             if transport is not None:
                 transport.close()
 
-    def _spawn_failed(self, error_type: str, message: str) -> Outcome:
+    def _spawn_failed(self, error_type: str, message: str) -> RunOutcome:
         append_log(self.log_path, f"jobservice-local: {message}\n")
-        return Outcome(JobStatus.FAILED, error={"type": error_type, "message": message})
+        return RunOutcome(JobStatus.FAILED, error={"type": error_type, "message": message})
 
     async def _read_control(self, reader: asyncio.StreamReader) -> None:
         while True:
@@ -289,7 +289,7 @@ def python_execution(spec: PythonSpec, env: Mapping[str, str], log_path: Path, o
     """A ``python`` job: ``pyrunner`` in a subprocess, the call spec on its stdin."""
     payload = dumps({"callable": spec.callable, "args": spec.args, "kwargs": spec.kwargs}).encode("utf-8")
     return ProcessExecution(
-        [sys.executable, "-m", "jobservice_provider.local.pyrunner"],
+        [sys.executable, "-m", "jobservice_local.pyrunner"],
         {**env, "PYTHONUNBUFFERED": "1"},
         None,
         log_path,
@@ -299,16 +299,16 @@ def python_execution(spec: PythonSpec, env: Mapping[str, str], log_path: Path, o
     )
 
 
-def _describe_python_exit(returncode: int, execution: ProcessExecution) -> Outcome:
+def _describe_python_exit(returncode: int, execution: ProcessExecution) -> RunOutcome:
     if returncode == 0 and execution.result_json is not None:
-        return Outcome(JobStatus.SUCCEEDED, result_json=execution.result_json)
+        return RunOutcome(JobStatus.SUCCEEDED, result_json=execution.result_json)
     if execution.error is not None:
-        return Outcome(JobStatus.FAILED, error=execution.error)
+        return RunOutcome(JobStatus.FAILED, error=execution.error)
     if returncode < 0:
         message = f"python runner was killed by {_signal_name(-returncode)}"
-        return Outcome(JobStatus.FAILED, error={"type": "Killed", "message": message})
+        return RunOutcome(JobStatus.FAILED, error={"type": "Killed", "message": message})
     message = f"python runner exited with code {returncode} without reporting a result"
-    return Outcome(JobStatus.FAILED, error={"type": "RunnerExited", "message": message})
+    return RunOutcome(JobStatus.FAILED, error={"type": "RunnerExited", "message": message})
 
 
 def command_execution(spec: CommandSpec, env: Mapping[str, str], log_path: Path) -> ProcessExecution:
@@ -316,10 +316,10 @@ def command_execution(spec: CommandSpec, env: Mapping[str, str], log_path: Path)
     return ProcessExecution(spec.argv, {**env, **spec.env}, spec.cwd, log_path, _describe_command_exit)
 
 
-def _describe_command_exit(returncode: int, execution: ProcessExecution) -> Outcome:
+def _describe_command_exit(returncode: int, execution: ProcessExecution) -> RunOutcome:
     if returncode == 0:
-        return Outcome(JobStatus.SUCCEEDED, result_json=dumps({"returncode": 0}))
+        return RunOutcome(JobStatus.SUCCEEDED, result_json=dumps({"returncode": 0}))
     message = f"command exited with code {returncode}"
     if returncode < 0:
         message += f" (killed by {_signal_name(-returncode)})"
-    return Outcome(JobStatus.FAILED, error={"type": "NonZeroExit", "message": message})
+    return RunOutcome(JobStatus.FAILED, error={"type": "NonZeroExit", "message": message})

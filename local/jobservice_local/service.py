@@ -24,30 +24,30 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from jobservice_provider.core.status import JobStatus
-from jobservice_provider.local import jobtypes
-from jobservice_provider.local.jobtypes import CommandSpec, PythonSpec, SleepSpec
-from jobservice_provider.local.models import (
+from jobservice_local import jobtypes
+from jobservice_local.jobtypes import CommandSpec, PythonSpec, SleepSpec
+from jobservice_local.models import (
     CANCELLED_ERROR,
     RESTARTED_ERROR,
-    Clock,
-    Job,
+    StoredJob,
+    TimestampClock,
     dumps,
     empty_progress,
     loads,
     new_job_id,
     request_fingerprint,
 )
-from jobservice_provider.local.problems import Problem, invalid_request, job_not_found
-from jobservice_provider.local.runners import (
+from jobservice_local.problems import Problem, invalid_request, job_not_found
+from jobservice_local.runners import (
     Execution,
-    Outcome,
+    RunOutcome,
     SleepExecution,
     append_log,
     command_execution,
     python_execution,
 )
-from jobservice_provider.local.store import JobStore, log_dir_for
+from jobservice_local.status import JobStatus
+from jobservice_local.store import JobStore, log_dir_for
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ STORE_LOOKUP_CHUNK = 500
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class ServiceConfig:
+class LocalConfig:
     """What the CLI configures.
 
     :param db_path: the SQLite database; job logs go to ``<db_path>.logs/``.
@@ -100,7 +100,7 @@ class Submission:
     timeout_s: float | None
 
 
-def encode_cursor(job: Job) -> str:
+def encode_cursor(job: StoredJob) -> str:
     """An opaque keyset cursor positioned after ``job``."""
     raw = dumps([job.created_at, job.id]).encode("utf-8")
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
@@ -140,25 +140,25 @@ def utf8_complete_length(chunk: bytes) -> int:
     return lead if end - lead < _utf8_sequence_length(chunk[lead]) else end
 
 
-class JobService:
-    """The local job service (no HTTP here; see :mod:`jobservice_provider.local.app`).
+class LocalJobService:
+    """The local job service (no HTTP here; see :mod:`jobservice_local.app`).
 
     :param config: the service configuration. Nothing is opened until :meth:`start`.
     """
 
-    def __init__(self, config: ServiceConfig) -> None:
+    def __init__(self, config: LocalConfig) -> None:
         self.config = config
         self.store = JobStore(config.db_path)
         self.log_dir = log_dir_for(config.db_path)
-        self.clock = Clock()
+        self.clock = TimestampClock()
         #: no new work: no job starts, no long-poll waits, submissions get 503.
         self.closing = False
         # Set once close() stops the running jobs: how they end then is an effect of the
         # shutdown, not their outcome, so it is not recorded (the restart settles them).
         self._halting = False
-        self._live: dict[str, Job] = {}
+        self._live: dict[str, StoredJob] = {}
         self._live_keys: dict[str, str] = {}
-        self._dirty: dict[str, Job] = {}
+        self._dirty: dict[str, StoredJob] = {}
         self._flush_handle: asyncio.Handle | None = None
         self._commit_waiters: dict[str, asyncio.Future[None]] = {}
         self._queue: deque[str] = deque()
@@ -234,12 +234,12 @@ class JobService:
 
     # ------------------------------------------------------------------ persistence
 
-    def _remember(self, job: Job) -> None:
+    def _remember(self, job: StoredJob) -> None:
         self._live[job.id] = job
         if job.key is not None:
             self._live_keys[job.key] = job.id
 
-    def _forget(self, job: Job) -> None:
+    def _forget(self, job: StoredJob) -> None:
         self._live.pop(job.id, None)
         if job.key is not None and self._live_keys.get(job.key) == job.id:
             del self._live_keys[job.key]
@@ -288,7 +288,7 @@ class JobService:
                 self._schedule_flush()
                 return
 
-    async def _commit(self, job: Job) -> None:
+    async def _commit(self, job: StoredJob) -> None:
         """Wait until ``job`` is written to the database."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._commit_waiters[job.id] = waiter
@@ -296,7 +296,7 @@ class JobService:
         self._schedule_flush()
         await waiter
 
-    def _changed(self, job: Job, now: str | None = None) -> None:
+    def _changed(self, job: StoredJob, now: str | None = None) -> None:
         """Record that ``job`` changed: new version, persisted soon, long-polls woken."""
         job.version += 1
         job.updated_at = now or self.clock.now()
@@ -309,7 +309,7 @@ class JobService:
 
     def _finish(
         self,
-        job: Job,
+        job: StoredJob,
         status: JobStatus,
         *,
         error: dict[str, str] | None = None,
@@ -333,11 +333,11 @@ class JobService:
 
     # ------------------------------------------------------------------ queries
 
-    def get(self, job_id: str) -> Job | None:
+    def get(self, job_id: str) -> StoredJob | None:
         """The job ``job_id`` (without its result), or ``None``."""
         return self._live.get(job_id) or self.store.get(job_id)
 
-    def get_many(self, job_ids: list[str]) -> tuple[list[Job], list[str]]:
+    def get_many(self, job_ids: list[str]) -> tuple[list[StoredJob], list[str]]:
         """The jobs among ``job_ids`` in the order asked (duplicates once) and the missing ids."""
         unique = list(dict.fromkeys(job_ids))
         found = {job_id: self._live[job_id] for job_id in unique if job_id in self._live}
@@ -353,7 +353,7 @@ class JobService:
         created_after: str | None,
         cursor: str | None,
         limit: int,
-    ) -> tuple[list[Job], str | None]:
+    ) -> tuple[list[StoredJob], str | None]:
         """One page of jobs ordered by ``(created_at, id)`` and the cursor of the next page."""
         self._flush()
         after = decode_cursor(cursor) if cursor is not None else None
@@ -362,23 +362,23 @@ class JobService:
         page = [self._live.get(job.id, job) for job in jobs[:limit]]
         return page, encode_cursor(page[-1]) if len(jobs) > limit else None
 
-    async def wait_for_change(self, job_id: str, seen: int | None, wait_s: float) -> Job | None:
+    async def wait_for_change(self, job_id: str, seen: int | None, wait_s: float) -> StoredJob | None:
         """The job, after waiting up to ``wait_s`` seconds while its version is ``seen``."""
         if seen is not None:
             await self.wait_for_any_change({job_id: seen}, wait_s)
         return self.get(job_id)
 
-    def changed_since(self, seen: Mapping[str, int]) -> tuple[list[Job], list[str]]:
+    def changed_since(self, seen: Mapping[str, int]) -> tuple[list[StoredJob], list[str]]:
         """The jobs whose version differs from ``seen[job_id]`` and the ids with no job, in the order of ``seen``.
 
         One pass over ``seen``: jobs in memory are read from there, the others (terminal
         and written) from the database in a few ``IN (...)`` queries, never one per id.
         """
         stored_ids = [job_id for job_id in seen if job_id not in self._live]
-        stored: dict[str, Job] = {}
+        stored: dict[str, StoredJob] = {}
         for start in range(0, len(stored_ids), STORE_LOOKUP_CHUNK):
             stored.update(self.store.get_many(stored_ids[start : start + STORE_LOOKUP_CHUNK]))
-        changed: list[Job] = []
+        changed: list[StoredJob] = []
         missing: list[str] = []
         for job_id, version in seen.items():
             job = self._live.get(job_id) or stored.get(job_id)
@@ -397,7 +397,7 @@ class JobService:
             return
         await self._wait_for_wakeup(seen, wait_s)
 
-    async def watch(self, seen: Mapping[str, int], wait_s: float) -> tuple[list[Job], list[str]]:
+    async def watch(self, seen: Mapping[str, int], wait_s: float) -> tuple[list[StoredJob], list[str]]:
         """:meth:`changed_since` once it is not empty, or empty lists after ``wait_s`` seconds."""
         changed, missing = self.changed_since(seen)
         if changed or missing or wait_s <= 0 or self.closing:
@@ -440,7 +440,7 @@ class JobService:
         result = job.result_json if job.result_json is not None else self.store.result_json(job_id)
         return result if result is not None else "null"
 
-    def read_log(self, job: Job, offset: int, limit: int) -> dict[str, Any]:
+    def read_log(self, job: StoredJob, offset: int, limit: int) -> dict[str, Any]:
         """Up to ``limit`` bytes of the job's log from byte ``offset``, on a UTF-8 boundary."""
         terminal = job.status.is_terminal  # read before the size, so "complete" is never early
         try:
@@ -478,13 +478,13 @@ class JobService:
 
     # ------------------------------------------------------------------ commands
 
-    def _find_by_key(self, key: str) -> Job | None:
+    def _find_by_key(self, key: str) -> StoredJob | None:
         job_id = self._live_keys.get(key)
         if job_id is not None:
             return self._live[job_id]
         return self.store.find_by_key(key)
 
-    async def submit(self, submission: Submission, key: str | None) -> tuple[Job, bool]:
+    async def submit(self, submission: Submission, key: str | None) -> tuple[StoredJob, bool]:
         """Create a job (or return the one submitted earlier with ``key``).
 
         :return: the job and whether it was created now.
@@ -506,7 +506,7 @@ class JobService:
         if self.closing:
             raise Problem(503, "service-unavailable", "the job service is shutting down")
         now = self.clock.now()
-        job = Job(
+        job = StoredJob(
             id=new_job_id(),
             key=key,
             type=submission.type,
@@ -539,7 +539,7 @@ class JobService:
         self._pump()
         return job, True
 
-    def cancel(self, job_id: str) -> Job | None:
+    def cancel(self, job_id: str) -> StoredJob | None:
         """Request cancellation; return the job (unchanged if it is terminal or stopping)."""
         job = self.get(job_id)
         if job is None or job.status.is_terminal or job.status is JobStatus.CANCELLING:
@@ -560,7 +560,7 @@ class JobService:
             if job is not None and job.status is JobStatus.QUEUED:
                 self._start(job)
 
-    def _start(self, job: Job) -> None:
+    def _start(self, job: StoredJob) -> None:
         if job.type not in self.config.enabled_types:
             # Possible after a restart with other flags.
             flag = jobtypes.ENABLING_FLAG.get(job.type, "")
@@ -599,7 +599,7 @@ class JobService:
             self._timeouts[job.id] = asyncio.get_running_loop().call_later(job.timeout_s, self._on_timeout, job.id)
         log.debug("job %s started", job.id)
 
-    def _progress(self, job: Job, completed: float, total: float | None, message: str | None) -> None:
+    def _progress(self, job: StoredJob, completed: float, total: float | None, message: str | None) -> None:
         if job.status.is_terminal:
             return
         progress = {"completed": completed, "total": total, "message": message}
@@ -607,15 +607,15 @@ class JobService:
             job.progress = progress
             self._changed(job)
 
-    async def _drive(self, job: Job, execution: Execution) -> None:
-        outcome: Outcome | None = None
+    async def _drive(self, job: StoredJob, execution: Execution) -> None:
+        outcome: RunOutcome | None = None
         try:
             outcome = await execution.run()
         except asyncio.CancelledError:
             pass  # a stop of a timer-based job, or the shutdown
         except Exception as exc:
             log.exception("job %s: the service failed to run it", job.id)
-            outcome = Outcome(
+            outcome = RunOutcome(
                 JobStatus.FAILED,
                 error={"type": "InternalError", "message": f"the job service failed to run the job: {exc}"},
             )
@@ -644,7 +644,7 @@ class JobService:
             self._append_log(job_id, f"jobservice-local: job exceeded timeout_s={job.timeout_s:g}; stopping it\n")
             self._stop(job, "timeout")
 
-    def _stop(self, job: Job, reason: str) -> None:
+    def _stop(self, job: StoredJob, reason: str) -> None:
         """Stop a RUNNING job because of ``reason`` (``"cancel"`` or ``"timeout"``)."""
         if job.id in self._stop_reasons:
             return
@@ -664,7 +664,7 @@ class JobService:
             self._changed(job)
         execution.terminate(self.config.cancel_grace)
 
-    def _finish_stopped(self, job: Job, reason: str) -> None:
+    def _finish_stopped(self, job: StoredJob, reason: str) -> None:
         if reason == "cancel":
             self._finish(job, JobStatus.CANCELLED, error=dict(CANCELLED_ERROR))
         else:

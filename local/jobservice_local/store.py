@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from jobservice_provider.core.status import JobStatus
-from jobservice_provider.local.models import Job, dumps, loads
+from jobservice_local.models import StoredJob, dumps, loads
+from jobservice_local.status import JobStatus
 
 try:
     import fcntl
@@ -106,7 +106,7 @@ class JobStore:
             self._lock_file.close()
             self._lock_file = None
 
-    def write(self, jobs: Sequence[Job]) -> None:
+    def write(self, jobs: Sequence[StoredJob]) -> None:
         """Write the jobs in one transaction: new ones whole, known ones' mutable columns only."""
         inserts = [
             (
@@ -164,8 +164,8 @@ class JobStore:
             job.persisted = True
 
     @staticmethod
-    def _job(row: Sequence[Any]) -> Job:
-        return Job(
+    def _job(row: Sequence[Any]) -> StoredJob:
+        return StoredJob(
             id=row[0],
             key=row[1],
             fingerprint=row[2],
@@ -187,12 +187,12 @@ class JobStore:
             persisted=True,
         )
 
-    def get(self, job_id: str) -> Job | None:
+    def get(self, job_id: str) -> StoredJob | None:
         """One job (without its result), or ``None``."""
         row = self.conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return self._job(row) if row is not None else None
 
-    def get_many(self, job_ids: Sequence[str]) -> dict[str, Job]:
+    def get_many(self, job_ids: Sequence[str]) -> dict[str, StoredJob]:
         """The jobs that exist among ``job_ids`` (at most a few hundred ids)."""
         if not job_ids:
             return {}
@@ -200,7 +200,7 @@ class JobStore:
         rows = self.conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id IN ({marks})", tuple(job_ids))
         return {row[0]: self._job(row) for row in rows}
 
-    def find_by_key(self, key: str) -> Job | None:
+    def find_by_key(self, key: str) -> StoredJob | None:
         """The job submitted with idempotency key ``key``, or ``None``."""
         row = self.conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE key = ?", (key,)).fetchone()
         return self._job(row) if row is not None else None
@@ -218,7 +218,7 @@ class JobStore:
         created_after: str | None = None,
         after: tuple[str, str] | None = None,
         limit: int = 100,
-    ) -> list[Job]:
+    ) -> list[StoredJob]:
         """Jobs ordered by ``(created_at, id)``, strictly after the keyset position ``after``."""
         clauses: list[str] = []
         args: list[Any] = []
@@ -239,7 +239,7 @@ class JobStore:
         args.append(limit)
         return [self._job(row) for row in self.conn.execute(sql, args)]
 
-    def active(self) -> list[Job]:
+    def active(self) -> list[StoredJob]:
         """Every job that is not terminal, in submission order."""
         statuses = [s.value for s in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLING)]
         rows = self.conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE status IN (?, ?, ?) ORDER BY created_at, id", statuses)

@@ -1,4 +1,4 @@
-"""Start the embedded local job service as a real subprocess (for demos and tests).
+"""Start the local job service as a real subprocess (for demos and tests of its clients).
 
 Usage::
 
@@ -82,7 +82,7 @@ class LocalServiceProcess:
         return [
             sys.executable,
             "-m",
-            "jobservice_provider.local",
+            "jobservice_local",
             "serve",
             "--host",
             "127.0.0.1",

@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 import httpx
 import psutil
 
-from jobservice_provider.local.process import LocalServiceProcess
+from jobservice_local.testing import LocalServiceProcess
 
 T = TypeVar("T")
 

@@ -440,7 +440,7 @@ async def test_no_auth_mode_and_cli_refusals(tmp_path: Path) -> None:
             status, health, _ = await api.call("GET", "/v1/health", auth=False)
             assert status == 200 and health["status"] == "ok"
 
-    base = [sys.executable, "-m", "jobservice_provider.local", "serve", "--port", "0", "--db", str(tmp_path / "x.db")]
+    base = [sys.executable, "-m", "jobservice_local", "serve", "--port", "0", "--db", str(tmp_path / "x.db")]
     refused = subprocess.run([*base, "--host", "0.0.0.0", "--no-auth"], capture_output=True, text=True, timeout=30)
     assert refused.returncode != 0
     assert "non-loopback" in refused.stderr and refused.stdout == ""
@@ -701,10 +701,10 @@ async def test_listing_pagination_filters_and_batch(tmp_path: Path) -> None:
             assert health["jobs"]["CANCELLED"] == 1
 
 
-def test_local_service_does_not_import_airflow() -> None:
+def test_local_service_imports_neither_airflow_nor_the_provider() -> None:
     code = (
-        "import sys, jobservice_provider.local.cli, jobservice_provider.local.pyrunner;"
-        " bad = sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.'));"
+        "import sys, jobservice_local.cli, jobservice_local.pyrunner, jobservice_local.testing;"
+        " bad = sorted(m for m in sys.modules if m.split('.')[0] in ('airflow', 'jobservice_provider'));"
         " assert not bad, bad[:5]"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

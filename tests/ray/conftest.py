@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from tests.conftest import REPO, conn_json
+from tests.ray.local_job_types import LOCAL_JOB_TYPES_ON_RAY
 
 START_TIMEOUT = 120.0
 STOP_TIMEOUT = 40.0
@@ -204,6 +205,10 @@ def ray_conn(request: pytest.FixtureRequest, ray_head: RayHead, monkeypatch: pyt
 
 
 def ray_conn_json(head: RayHead, dialect: str) -> str:
+    """``ray``, ``declarative`` (the spec in docs/dialects.md) or ``ray-local-types`` (the ray dialect
+    running the example DAGs' ``sleep`` jobs, see tests/ray/local_job_types.py)."""
     if dialect == "ray":
         return conn_json(head.base_url, None, dialect="ray", poll_interval=0.5)
+    if dialect == "ray-local-types":
+        return conn_json(head.base_url, None, dialect="ray", dialect_options=LOCAL_JOB_TYPES_ON_RAY, poll_interval=0.5)
     return conn_json(head.base_url, None, dialect="declarative", dialect_options=spec_from_docs("ray"), poll_interval=0.5)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.support.shaping_proxy import ShapingProxy, network_is_shaped
 
-from jobservice_provider.local.process import LocalServiceError, LocalServiceProcess
+from jobservice_local.testing import LocalServiceError, LocalServiceProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

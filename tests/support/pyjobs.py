@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobservice_provider.local import report_progress
+from jobservice_local import report_progress
 
 
 def count_to(n: int, label: str = "counted") -> dict[str, Any]:

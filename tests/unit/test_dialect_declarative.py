@@ -148,7 +148,7 @@ def test_the_connection_read_rejects_a_bad_spec_naming_connection_and_field() ->
     for extra, message in [
         ({"dialect": "declarative"}, "needs its spec in dialect_options"),
         ({"dialect": "native", "dialect_options": {"a": 1}}, "native dialect takes no dialect_options"),
-        ({"dialect": "ray", "dialect_options": {"a": 1}}, "ray dialect takes no dialect_options"),
+        ({"dialect": "ray", "dialect_options": {"a": 1}}, "ray dialect's dialect_options take only 'job_types' (got a)"),
         ({"dialect": "declarative", "dialect_options": "{oops"}, "'dialect_options' is not valid JSON"),
         ({"dialect": "declarative", "dialect_options": 3}, "'dialect_options' must be dict or str"),
     ]:

@@ -11,10 +11,12 @@ from typing import Any
 
 import pendulum
 import pytest
+from tests.ray.local_job_types import LOCAL_JOB_TYPES_ON_RAY
 
 from jobservice_provider.core.dialects import FollowUp, RayDialect, get_dialect
 from jobservice_provider.core.dialects.ray import RESULT_KEY, TYPE_KEY, submission_id_for
 from jobservice_provider.core.errors import (
+    ConfigurationError,
     ConflictError,
     InvalidRequestError,
     JobNotFoundError,
@@ -61,10 +63,20 @@ def response(status: int, body: Any, content_type: str = "application/json") -> 
     return HttpResponse(status=status, headers={"content-type": content_type}, body=raw, url="GET http://ray/api/jobs/x")
 
 
-def test_registered_without_options() -> None:
+def test_registered_with_job_types_as_its_only_option() -> None:
     assert isinstance(get_dialect("ray"), RayDialect)
-    with pytest.raises(Exception, match="ray dialect takes no dialect_options"):
+    with pytest.raises(ConfigurationError, match="take only 'job_types' \\(got x\\)"):
         get_dialect("ray", {"x": 1})
+    for job_types, message in [
+        ([], "job_types must be an object"),
+        ({"sleep": "python x.py"}, "job_types.sleep must be an object"),
+        ({"sleep": {"argv": "python x.py"}}, "job_types.sleep.argv must be a non-empty list"),
+        ({"sleep": {"argv": ["python", ""]}}, "job_types.sleep.argv must be a non-empty list"),
+        ({"sleep": {"argv": ["python"], "result_from_logs": "yes"}}, "job_types.sleep.result_from_logs"),
+        ({"sleep": {"argv": ["python"], "shell": True}}, "job_types.sleep: unknown field\\(s\\) shell"),
+    ]:
+        with pytest.raises(ConfigurationError, match=message):
+            get_dialect("ray", {"job_types": job_types})
     assert (RAY.supports_batch_lookup, RAY.supports_log_offsets, RAY.supports_idempotent_submit) == (False, False, True)
 
 
@@ -87,9 +99,9 @@ def test_entrypoint_submit_maps_key_meta_and_ray_options() -> None:
     assert not RAY.submit("x", {"entrypoint": "true"}).idempotent
 
 
-def test_command_type_quotes_argv_and_maps_env_and_cwd() -> None:
+def test_argv_is_quoted_and_maps_env_and_cwd_whatever_the_job_type() -> None:
     body = RAY.submit(
-        "command",
+        "anything",
         {
             "argv": ["echo", "a b", "$HOME;rm -rf /"],
             "env": {"K": "v"},
@@ -110,9 +122,9 @@ def test_command_type_quotes_argv_and_maps_env_and_cwd() -> None:
         ("train", {"entrypoint": "x", "bogus": 1, "other": 2}, "unknown param\\(s\\) bogus, other"),
         ("command", {"argv": "echo hi"}, "'argv' must be a non-empty list"),
         ("command", {"argv": ["echo"], "env": {"K": 1}}, "'env' must be an object of strings"),
-        ("python", {"callable": "no_colon"}, "'callable' must be a string"),
-        ("sleep", {"seconds": -1}, "'seconds' must be a number >= 0"),
-        ("sleep", {"steps": 0}, "'steps' must be an integer >= 1"),
+        # The local service's job types mean nothing to the ray dialect itself.
+        ("sleep", {"seconds": 1}, "job type 'sleep' needs param 'entrypoint'"),
+        ("python", {"callable": "json:dumps"}, "job type 'python' needs param 'entrypoint'"),
     ],
 )
 def test_bad_params_are_rejected_before_sending(job_type: str, params: dict[str, Any], message: str) -> None:
@@ -139,15 +151,17 @@ def run_entrypoint(entrypoint: str, link_dir: Path) -> subprocess.CompletedProce
     return subprocess.run(["/bin/sh", "-c", entrypoint], capture_output=True, text=True, env=env, timeout=60)
 
 
-def test_sleep_and_python_types_print_their_result_last(tmp_path: Path) -> None:
-    sleep = RAY.submit("sleep", {"seconds": 0.01, "steps": 2, "result": {"a": "it's"}}).json
-    assert sleep["metadata"][RESULT_KEY] == "last_json_line"
-    done = run_entrypoint(sleep["entrypoint"], tmp_path)
+def test_a_mapped_job_type_runs_its_program_with_the_params_as_json(tmp_path: Path) -> None:
+    ray = get_dialect("ray", LOCAL_JOB_TYPES_ON_RAY)
+    body = ray.submit("sleep", {"seconds": 0.01, "steps": 2, "result": {"a": "it's"}, "runtime_env": {"pip": ["x"]}}).json
+    assert body["metadata"] == {TYPE_KEY: "sleep", RESULT_KEY: "last_json_line"}
+    assert body["runtime_env"] == {"pip": ["x"]}  # Ray's own options still pass through
+    done = run_entrypoint(body["entrypoint"], tmp_path)
     assert done.returncode == 0 and done.stdout.splitlines() == ["step 1/2", "step 2/2", '{"a": "it\'s"}'], done
-    failed = run_entrypoint(RAY.submit("sleep", {"seconds": 0, "fail": "disk full"}).json["entrypoint"], tmp_path)
+    failed = run_entrypoint(ray.submit("sleep", {"seconds": 0, "fail": "disk full"}).json["entrypoint"], tmp_path)
     assert failed.returncode == 1 and "disk full" in failed.stderr
-    python = RAY.submit("python", {"callable": "json:dumps", "args": [[1, 2]], "kwargs": {"indent": None}}).json
-    assert run_entrypoint(python["entrypoint"], tmp_path).stdout.splitlines()[-1] == '"[1, 2]"'
+    plain = get_dialect("ray", {"job_types": {"echo": {"argv": ["echo"]}}}).submit("echo", {"x": 1}).json
+    assert plain["entrypoint"] == "echo '{\"x\":1}'" and RESULT_KEY not in plain["metadata"]
 
 
 def test_submission_ids_are_safe_and_stable() -> None:

@@ -16,7 +16,7 @@ import pytest
 from jobservice_provider.core.dialects import LogChunk, slice_log
 from jobservice_provider.core.errors import TransientError
 from jobservice_provider.core.logs import FollowStep, LogFollower
-from jobservice_provider.local.service import utf8_complete_length
+from jobservice_local.service import utf8_complete_length
 
 KiB = 1024
 DIALECTS_DOC = Path(__file__).resolve().parents[2] / "docs" / "dialects.md"

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from jobservice_provider.core.status import JobStatus
-from jobservice_provider.local.app import (
+from jobservice_local.app import (
     MAX_BATCH_IDS,
     MAX_WAIT_S,
     MAX_WATCH_IDS,
@@ -17,9 +16,10 @@ from jobservice_provider.local.app import (
     WATCH_FIELDS,
     build_app,
 )
-from jobservice_provider.local.models import RECORD_FIELDS, Job, empty_progress
-from jobservice_provider.local.problems import PROBLEM_CONTENT_TYPE, TITLES, problem_body
-from jobservice_provider.local.service import JobService, ServiceConfig
+from jobservice_local.models import RECORD_FIELDS, StoredJob, empty_progress
+from jobservice_local.problems import PROBLEM_CONTENT_TYPE, TITLES, problem_body
+from jobservice_local.service import LocalConfig, LocalJobService
+from jobservice_local.status import JobStatus
 
 yaml = pytest.importorskip("yaml")
 
@@ -41,7 +41,7 @@ def doc() -> dict[str, Any]:
 
 def _routes(tmp_path: Path) -> set[tuple[str, str]]:
     # Building the app opens nothing: the database is opened on startup.
-    app = build_app(JobService(ServiceConfig(db_path=tmp_path / "never-opened.db")))
+    app = build_app(LocalJobService(LocalConfig(db_path=tmp_path / "never-opened.db")))
     routes = {(route.method, route.resource.canonical) for route in app.router.routes() if route.resource}
     assert not (tmp_path / "never-opened.db").exists()
     return routes
@@ -142,7 +142,7 @@ def test_every_problem_type_is_listed(doc: dict[str, Any]) -> None:
 
 def test_records_and_problems_validate_against_the_schemas(doc: dict[str, Any]) -> None:
     jsonschema = pytest.importorskip("jsonschema")
-    job = Job(
+    job = StoredJob(
         id="j_" + "a" * 32,
         key="k",
         type="sleep",

@@ -10,16 +10,21 @@ Behaviour verified against Ray 2.60 (see docs/dialects.md):
 - Error bodies are text/plain tracebacks; times are epoch milliseconds.
 - There is no result endpoint and no log offset: results come from the job record
   or the last log line, and offsets are emulated by the client over the whole log.
+
+Job types mean nothing to Ray: a job gives its shell ``entrypoint`` or an ``argv`` list, or
+its type is mapped to a program by the connection (``dialect_options.job_types``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Self
 
 import pendulum
 
@@ -35,6 +40,7 @@ from jobservice_provider.core.dialects.base import (
     text_error_detail,
 )
 from jobservice_provider.core.errors import (
+    ConfigurationError,
     ConflictError,
     InvalidRequestError,
     JobServiceError,
@@ -70,28 +76,35 @@ RESULT_FROM_LOG = "last_json_line"
 # so "/" breaks the job; others are kept readable and made unique by a hash suffix.
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9_.:+=@-]")
 MAX_SUBMISSION_ID = 180
-# The local service's built-in job types, run on Ray the same way (see docs/dialects.md).
-_SLEEP_PROGRAM = """\
-import json, sys, time
-spec = json.loads({spec!r})
-steps = spec["steps"]
-for step in range(1, steps + 1):
-    time.sleep(spec["seconds"] / steps)
-    print(f"step {{step}}/{{steps}}", flush=True)
-if spec["fail"]:
-    print(spec["fail"], file=sys.stderr, flush=True)
-    sys.exit(1)
-print(json.dumps(spec["result"]), flush=True)
-"""
-_PYTHON_PROGRAM = """\
-import importlib, json
-spec = json.loads({spec!r})
-module, _, name = spec["callable"].partition(":")
-target = importlib.import_module(module)
-for part in name.split("."):
-    target = getattr(target, part)
-print(json.dumps(target(*spec["args"], **spec["kwargs"])), flush=True)
-"""
+JOB_TYPE_FIELDS = ("argv", "result_from_logs")
+
+
+@dataclasses.dataclass(frozen=True)
+class RayJobType:
+    """A job type the connection maps to a program: ``argv``, then the job's params as one JSON argument.
+
+    :param argv: the program and its first arguments (shell-quoted into Ray's entrypoint).
+    :param result_from_logs: the result is the job's last log line, parsed as JSON.
+    """
+
+    argv: tuple[str, ...]
+    result_from_logs: bool = False
+
+    @classmethod
+    def from_option(cls, name: str, value: Any) -> RayJobType:
+        where = f"dialect_options.job_types.{name}"
+        if not isinstance(value, Mapping):
+            raise ConfigurationError(f"{where} must be an object with 'argv' (a list of strings) and 'result_from_logs'")
+        unknown = sorted(set(value) - set(JOB_TYPE_FIELDS))
+        if unknown:
+            raise ConfigurationError(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(JOB_TYPE_FIELDS)}")
+        argv = value.get("argv")
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) and a for a in argv):
+            raise ConfigurationError(f"{where}.argv must be a non-empty list of non-empty strings")
+        result_from_logs = value.get("result_from_logs", False)
+        if not isinstance(result_from_logs, bool):
+            raise ConfigurationError(f"{where}.result_from_logs must be true or false")
+        return cls(tuple(argv), result_from_logs)
 
 
 def submission_id_for(key: str) -> str:
@@ -133,6 +146,20 @@ class RayDialect(Dialect):
     supports_list_filters = False
     status_map = STATUS_MAP
 
+    def __init__(self, job_types: Mapping[str, RayJobType] | None = None) -> None:
+        self.job_types: Mapping[str, RayJobType] = MappingProxyType(dict(job_types or {}))
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Self:
+        """``{"job_types": {"<type>": {"argv": [...], "result_from_logs": bool}}}``, or nothing."""
+        unknown = sorted(set(options) - {"job_types"})
+        if unknown:
+            raise ConfigurationError(f"the ray dialect's dialect_options take only 'job_types' (got {', '.join(unknown)})")
+        job_types = options.get("job_types", {})
+        if not isinstance(job_types, Mapping):
+            raise ConfigurationError("dialect_options.job_types must be an object: job type -> {argv, result_from_logs}")
+        return cls({str(name): RayJobType.from_option(str(name), value) for name, value in job_types.items()})
+
     # -- submit -----------------------------------------------------------------------------
     def submit(
         self,
@@ -156,25 +183,26 @@ class RayDialect(Dialect):
         metadata[TYPE_KEY] = job_type
         if params.pop("result_from_logs", False) is True:
             metadata[RESULT_KEY] = RESULT_FROM_LOG
-        if "entrypoint" in params:
+        mapped = self.job_types.get(job_type)
+        if mapped is not None:
+            # Every remaining param goes to the program: it validates them, not this dialect.
+            entrypoint = shlex.join([*mapped.argv, json.dumps(params, separators=(",", ":"))])
+            params = {}
+            if mapped.result_from_logs:
+                metadata[RESULT_KEY] = RESULT_FROM_LOG
+        elif "entrypoint" in params:
             entrypoint = params.pop("entrypoint")
             if not isinstance(entrypoint, str) or not entrypoint.strip():
                 raise _bad("param 'entrypoint' must be a non-empty shell command string")
-        elif job_type == "command":
-            entrypoint = self._command(params, options)
-        elif job_type == "python":
-            entrypoint = self._python(params)
-            metadata[RESULT_KEY] = RESULT_FROM_LOG
-        elif job_type == "sleep":
-            entrypoint = self._sleep(params)
-            metadata[RESULT_KEY] = RESULT_FROM_LOG
+        elif "argv" in params:
+            entrypoint = self._argv(params, options)
         else:
             raise _bad(
-                f"job type {job_type!r} needs param 'entrypoint' (the shell command Ray runs); "
-                "without it the job type must be 'command', 'python' or 'sleep'"
+                f"job type {job_type!r} needs param 'entrypoint' (the shell command Ray runs) or 'argv' "
+                "(a program and its arguments), or a program for it in the connection's dialect_options.job_types"
             )
         if params:
-            allowed = ", ".join(("entrypoint", "result_from_logs", *RAY_OPTIONS))
+            allowed = ", ".join(("entrypoint", "argv (with env, cwd)", "result_from_logs", *RAY_OPTIONS))
             raise _bad(f"unknown param(s) {', '.join(sorted(params))} for job type {job_type!r}; Ray takes {allowed}")
         body: dict[str, Any] = {"entrypoint": entrypoint, "metadata": metadata, **options}
         if idempotency_key:
@@ -182,7 +210,7 @@ class RayDialect(Dialect):
         return HttpRequest("POST", "/api/jobs/", json=body, idempotent=bool(idempotency_key))
 
     @staticmethod
-    def _command(params: dict[str, Any], options: dict[str, Any]) -> str:
+    def _argv(params: dict[str, Any], options: dict[str, Any]) -> str:
         argv = params.pop("argv", None)
         if not isinstance(argv, list) or not argv or not all(isinstance(a, str) and a for a in argv):
             raise _bad("param 'argv' must be a non-empty list of strings (shell strings go in 'entrypoint')")
@@ -200,33 +228,6 @@ class RayDialect(Dialect):
             runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **env}
             options["runtime_env"] = runtime_env
         return command
-
-    @staticmethod
-    def _python(params: dict[str, Any]) -> str:
-        target = params.pop("callable", None)
-        if not isinstance(target, str) or ":" not in target:
-            raise _bad("param 'callable' must be a string 'package.module:function'")
-        args, kwargs = params.pop("args", []), params.pop("kwargs", {})
-        if not isinstance(args, list) or not isinstance(kwargs, dict):
-            raise _bad("params 'args' and 'kwargs' must be a list and an object")
-        spec = json.dumps({"callable": target, "args": args, "kwargs": kwargs})
-        return shlex.join(["python", "-c", _PYTHON_PROGRAM.format(spec=spec)])
-
-    @staticmethod
-    def _sleep(params: dict[str, Any]) -> str:
-        seconds, steps = params.pop("seconds", 1), params.pop("steps", 1)
-        fail, result = params.pop("fail", False), params.pop("result", None)
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-            raise _bad("param 'seconds' must be a number >= 0")
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise _bad("param 'steps' must be an integer >= 1")
-        if not isinstance(fail, bool | str):
-            raise _bad("param 'fail' must be a boolean or a string")
-        message = (fail if isinstance(fail, str) else "failed as asked") if fail else ""
-        spec = json.dumps(
-            {"seconds": seconds, "steps": steps, "fail": message, "result": {"slept": seconds} if result is None else result}
-        )
-        return shlex.join(["python", "-c", _SLEEP_PROGRAM.format(spec=spec)])
 
     def parse_submit(self, response: HttpResponse) -> FollowUp[Job]:
         data = response.json_object()

@@ -99,3 +99,24 @@ def test_deferrable_sensor_with_soft_fail_is_skipped_on_every_unsuccessful_path(
     }, output[-4000:]
     started = summary["tasks"]["start_failing_job"]["xcom"]["job_id"]
     assert f"Job {started}: FAILED" in output  # seen by the trigger, after the sensor deferred
+
+
+def ended(hook: JobServiceHook, params: dict[str, Any], status: JobStatus) -> str:
+    job = hook.submit("sleep", params)
+    deadline = time.monotonic() + 10
+    while hook.get_job(job.id).status is not status:
+        assert time.monotonic() < deadline, f"job {job.id} did not end {status}"
+        time.sleep(0.05)
+    return job.id
+
+
+def test_a_running_target_is_reached_by_a_job_that_already_succeeded(local_service: Any, hook: JobServiceHook) -> None:
+    conf = {
+        "succeeded": ended(hook, {"seconds": 0}, JobStatus.SUCCEEDED),
+        "failed": ended(hook, {"seconds": 0, "fail": "failed on purpose"}, JobStatus.FAILED),
+    }
+    summary, output = run_dag("semantics_lifecycle_targets", local_service.base_url, local_service.token, conf=conf)
+    states = {task: info["state"] for task, info in summary["tasks"].items()}
+    assert states == {"running_on_succeeded": "success", "running_on_failed": "failed"}, output[-4000:]
+    assert summary["tasks"]["running_on_succeeded"]["xcom"]["return_value"]["status"] == "SUCCEEDED"
+    assert summary["tasks"]["running_on_failed"]["try_number"] == 1

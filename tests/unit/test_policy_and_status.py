@@ -31,10 +31,10 @@ def test_default_verdicts(status: JobStatus | None, expected: WaitVerdict) -> No
 
 def test_terminal_sets_and_custom_targets() -> None:
     assert TERMINAL == SUCCESS | FAILURE == {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
-    # Waiting for RUNNING: reached when running; a job that already ended can never get there.
+    # Waiting for RUNNING: reached when running, or passed by a job that already ended (issue 12).
     running = frozenset({JobStatus.RUNNING})
     assert verdict(JobStatus.RUNNING, running) is WaitVerdict.DONE
-    assert verdict(JobStatus.SUCCEEDED, running, frozenset()) is WaitVerdict.FAILED
+    assert verdict(JobStatus.SUCCEEDED, running, frozenset()) is WaitVerdict.DONE
     assert verdict(JobStatus.QUEUED, running) is WaitVerdict.WAITING
 
 

@@ -30,10 +30,23 @@ TERMINAL: frozenset[JobStatus] = SUCCESS | FAILURE
 ACTIVE: frozenset[JobStatus] = frozenset(JobStatus) - TERMINAL
 
 
+# How far along its life cycle a status is: QUEUED < RUNNING < terminal. CANCELLING ranks with
+# RUNNING: a job being cancelled may never have run, so it passes no RUNNING target; it is
+# waited out until it ends CANCELLED (or otherwise).
+_STAGE: dict[JobStatus, int] = {
+    JobStatus.QUEUED: 0,
+    JobStatus.RUNNING: 1,
+    JobStatus.CANCELLING: 1,
+    JobStatus.SUCCEEDED: 2,
+    JobStatus.FAILED: 2,
+    JobStatus.CANCELLED: 2,
+}
+
+
 class WaitVerdict(str, enum.Enum):
     """What one observed status means for a wait."""
 
-    DONE = "done"  # a target status was reached
+    DONE = "done"  # a target status was reached (or passed)
     FAILED = "failed"  # a failure status (or a terminal status that is not a target) was reached
     WAITING = "waiting"
 
@@ -50,6 +63,12 @@ def parse_statuses(values: Iterable[JobStatus | str]) -> frozenset[JobStatus]:
     return frozenset(parsed)
 
 
+def reached(status: JobStatus, targets: frozenset[JobStatus]) -> bool:
+    """Whether a job in ``status`` is in one of ``targets`` or has passed it
+    (QUEUED < RUNNING < terminal): a job that already SUCCEEDED has been RUNNING."""
+    return status in targets or any(_STAGE[status] > _STAGE[target] for target in targets)
+
+
 def verdict(
     status: JobStatus | None,
     targets: frozenset[JobStatus] = SUCCESS,
@@ -57,15 +76,19 @@ def verdict(
 ) -> WaitVerdict:
     """Decide what ``status`` means for a wait on ``targets``.
 
-    ``None`` stands for a status the service reported that we do not know: it keeps
-    the wait going and never counts as success. A terminal status that is neither a
-    target nor a listed failure also ends the wait as a failure, because the job can
-    no longer reach a target.
+    ``failures`` are checked first: a job in one of them fails the wait even if it passed a
+    target (a job FAILED has been RUNNING, but a wait for RUNNING that lists FAILED fails).
+    Then a target reached *or passed* ends the wait (``RUNNING`` is reached by a job already
+    SUCCEEDED). A terminal status that is neither ends the wait as a failure, because the job
+    can no longer reach a target. ``None`` stands for a status the service reported that we do
+    not know: it keeps the wait going and never counts as success.
     """
     if status is None:
         return WaitVerdict.WAITING
-    if status in targets:
+    if status in failures:
+        return WaitVerdict.FAILED
+    if reached(status, targets):
         return WaitVerdict.DONE
-    if status in failures or status in TERMINAL:
+    if status in TERMINAL:
         return WaitVerdict.FAILED
     return WaitVerdict.WAITING

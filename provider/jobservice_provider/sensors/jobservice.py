@@ -34,8 +34,11 @@ class JobCompleteSensor(BaseSensorOperator):
 
     :param job_id: the job to watch (templated).
     :param jobservice_conn_id: connection of the job service.
-    :param target_statuses: statuses that mean done (default ``SUCCEEDED``).
-    :param failure_statuses: statuses that fail the task (default ``FAILED``, ``CANCELLED``).
+    :param target_statuses: statuses that mean done (default ``SUCCEEDED``); one is reached when
+        the job is in it or has passed it (QUEUED < RUNNING < terminal), so ``RUNNING`` is also
+        reached by a job that already SUCCEEDED.
+    :param failure_statuses: statuses that fail the task (default ``FAILED``, ``CANCELLED``);
+        checked before the targets.
     :param poll_interval: seconds between checks (default: the connection's, else 10);
         jittered ±20%.
     :param max_poll_interval: let checks spread out up to this many seconds as the job ages.

@@ -60,3 +60,16 @@ with DAG(dag_id="semantics_soft_fail", **COMMON):
         poll_interval=0.5,
         timeout=4,
     )
+
+# 4. Lifecycle targets: RUNNING is reached by a job that has already SUCCEEDED (it has been
+# running); a FAILED one still fails the wait, since failure_statuses are checked first.
+with DAG(dag_id="semantics_lifecycle_targets", **COMMON):
+    for name in ("succeeded", "failed"):
+        JobCompleteSensor(
+            task_id=f"running_on_{name}",
+            job_id="{{ dag_run.conf['" + name + "'] }}",
+            target_statuses=["RUNNING"],
+            deferrable=True,
+            poll_interval=0.5,
+            timeout=60,
+        )

@@ -139,7 +139,8 @@ def test_a_failure_streak_measures_continuous_failure_from_its_first_error() -> 
     streak = FailureStreak(RetryPolicy(budget=10, jitter=0), clock, lambda: 0.5)
     assert streak.next_delay(TransientError("x")) == 1
     clock.now += 9
-    # 1 s of budget left: Retry-After 30 raises nothing past it; the backoff (2 s) still holds
-    assert streak.next_delay(TransientError("x", retry_after=30)) == 2
+    # 1 s of budget left: neither Retry-After 30 nor the backoff (2 s) goes past it (issue 12:
+    # the last try comes when the budget ends, not a whole backoff after it)
+    assert streak.next_delay(TransientError("x", retry_after=30)) == 1
     clock.now += 1
     assert streak.next_delay(TransientError("x")) is None

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Callable
 
+import pytest
+from tests.support.clock import FakeClock
+
+from jobservice_provider.core.errors import TransientError
+from jobservice_provider.core.policy import PollPolicy, RetryPolicy
+from jobservice_provider.core.retry import FailureStreak
 from jobservice_provider.core.status import FAILURE, TERMINAL, JobStatus, WaitVerdict, verdict
 
 Q, R, S, F, CG, CD = (
@@ -45,3 +51,53 @@ def test_a_target_is_reached_when_the_job_is_in_it_or_has_passed_it(
     got = {status: verdict(status, frozenset(targets), frozenset(failures)) for status in expected}
     assert got == expected
     assert verdict(None, frozenset(targets), frozenset(failures)) is WAITING  # unknown: never a success
+
+
+# -- 6. jitter inside every cap; the transient budget overrun by at most one request -------------
+
+
+def rands(*values: float) -> Callable[[], float]:
+    it = iter(values)
+    return lambda: next(it)
+
+
+@pytest.mark.parametrize("rand", [0.0, 0.5, 0.75, 0.999999])
+def test_poll_delays_of_an_old_job_never_exceed_max_poll_interval(rand: float) -> None:
+    policy = PollPolicy(interval=10, max_interval=300, jitter=0.2)
+    for age in (0, 2_900, 3_000, 10_000, 1e9):
+        delay = policy.next_delay(age, lambda: rand)
+        assert delay <= 300
+        assert delay >= 0.8 * min(300, max(10, age / 10)) - 1e-9  # still jittered, within -20%
+    # at the cap the delays still spread out instead of all being 300
+    spread = {round(policy.next_delay(1e9, rands(r)), 3) for r in (0.05, 0.2, 0.7, 0.9)}
+    assert len(spread) == 4 and max(spread) < 300
+
+
+@pytest.mark.parametrize("rand", [0.0, 0.5, 0.999999])
+def test_retry_backoff_never_exceeds_its_cap(rand: float) -> None:
+    policy = RetryPolicy(base=1, cap=60, jitter=0.2)
+    assert all(policy.delay(n, lambda: rand) <= 60 for n in range(1, 40))
+
+
+def test_no_retry_delay_goes_past_what_is_left_of_the_budget() -> None:
+    policy = RetryPolicy(budget=3, base=1, cap=60, jitter=0.2)
+    assert policy.delay(3, lambda: 0.999, time_left=0.05) == pytest.approx(0.05)
+    assert policy.delay(3, lambda: 0.999, retry_after=30, time_left=0.5) == pytest.approx(0.5)
+    assert policy.delay(3, lambda: 0.5, time_left=100) == pytest.approx(4)
+
+
+@pytest.mark.parametrize("request_seconds", [0.0, 0.4, 2.0])
+def test_a_transient_budget_is_overrun_by_at_most_one_request(request_seconds: float) -> None:
+    # Each request fails after request_seconds; the streak gives up no later than one request
+    # after the budget ran out (it once slept a whole backoff past it: 7 s for a 3 s budget).
+    clock = FakeClock()
+    streak = FailureStreak(RetryPolicy(budget=3), clock, lambda: 0.999)
+    first_failure = None
+    while True:
+        clock.now += request_seconds  # the request that fails
+        first_failure = first_failure or clock.now
+        delay = streak.next_delay(TransientError("503"))
+        if delay is None:
+            break
+        clock.now += delay
+    assert clock.now - first_failure <= 3 + request_seconds + 1e-9

@@ -33,6 +33,12 @@ def _jittered(base: float, jitter: float, rand: Rand) -> float:
     return base * (1.0 - jitter + 2.0 * jitter * rand())
 
 
+def _below(cap: float, value: float) -> float:
+    """``value`` reflected below ``cap`` when jitter took it above: waits that all reached the cap
+    still spread out (within ``jitter`` below it) instead of lining up on it."""
+    return max(0.0, 2 * cap - value) if value > cap else value
+
+
 def _from_dict(cls: type[_P], data: Mapping[str, Any] | None) -> _P:
     data = dict(data or {})
     known = {f.name for f in dataclasses.fields(cls)}
@@ -82,10 +88,10 @@ class PollPolicy:
         """
         if retry_after is not None:
             return retry_after * (1.0 + self.jitter * rand())
-        base = self.interval
-        if self.max_interval is not None:
-            base = min(self.max_interval, max(self.interval, job_age * self.AGE_FRACTION))
-        return _jittered(base, self.jitter, rand)
+        if self.max_interval is None:
+            return _jittered(self.interval, self.jitter, rand)
+        base = min(self.max_interval, max(self.interval, job_age * self.AGE_FRACTION))
+        return _below(self.max_interval, _jittered(base, self.jitter, rand))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -130,19 +136,18 @@ class RetryPolicy:
 
         The backoff doubles from ``base`` and never exceeds ``cap``, jitter included. A
         ``retry_after`` the service sent raises the delay to at least that value, but never
-        above ``cap`` or ``time_left`` (what remains of the budget): a ``Retry-After: 999999``
-        must not park a wait for days, and ``Retry-After: 0`` must not become a tight loop,
-        so the normal backoff is the floor.
+        above ``cap``: a ``Retry-After: 999999`` must not park a wait for days, and
+        ``Retry-After: 0`` must not become a tight loop, so the normal backoff is the floor.
+        No delay goes past ``time_left`` (what remains of the budget), so the last try comes
+        when the budget ends, not a whole backoff after it: failures give up at most one
+        request's duration after the budget.
         """
         exponent = min(max(consecutive_failures, 1) - 1, 32)
-        backoff = _jittered(min(self.cap, self.base * 2.0**exponent), self.jitter, rand)
-        if backoff > self.cap:
-            # Reflected below the cap rather than clipped to it, so waits that all reached the
-            # cap still spread out instead of retrying in lockstep.
-            backoff = max(0.0, 2 * self.cap - backoff)
+        backoff = _below(self.cap, _jittered(min(self.cap, self.base * 2.0**exponent), self.jitter, rand))
         if retry_after is not None and math.isfinite(retry_after) and retry_after > backoff:
-            ceiling = self.cap if time_left is None else min(self.cap, max(0.0, time_left))
-            backoff = max(backoff, min(retry_after, ceiling))
+            backoff = min(retry_after, self.cap)
+        if time_left is not None:
+            backoff = min(backoff, max(0.0, time_left))
         return backoff
 
     def exhausted(self, failing_since: float, now: float) -> bool:

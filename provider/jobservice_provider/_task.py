@@ -32,24 +32,55 @@ def default_deferrable() -> bool:
     return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
-def deadline_for(context: Context, limit: timedelta | float | None) -> float | None:
-    """The absolute deadline (epoch seconds) of a limit counted from when this try began.
+def _seconds(limit: timedelta | float) -> float:
+    return limit.total_seconds() if isinstance(limit, timedelta) else float(limit)
 
-    Counting from the try's first start (across reschedules and deferrals, not from now)
-    keeps the time *remaining* when a task pokes again, defers again or resumes, instead
-    of granting a fresh full timeout each time.
+
+def deadline_after(limit: timedelta | float | None) -> float | None:
+    """The absolute deadline (epoch seconds) of ``limit`` counted from now.
+
+    For ``execution_timeout``, called when ``execute`` (or ``execute_complete``) begins: Airflow
+    starts its own alarm there, not at the task instance's ``start_date``, which also holds the
+    task's start-up (seconds on a busy worker).
     """
-    if limit is None:
-        return None
-    seconds = limit.total_seconds() if isinstance(limit, timedelta) else float(limit)
+    return None if limit is None else time.time() + _seconds(limit)
+
+
+# Task state store key of a sensor's first try's start: a deferrable sensor's timeout spans
+# its retries, as Airflow's reschedule mode counts it.
+SENSOR_STARTED_KEY = "jobservice_sensor_started"
+
+
+def sensor_started(context: Context, retries: int) -> float:
+    """When the sensor's first try started (epoch seconds), as Airflow's reschedule mode counts
+    a sensor's ``timeout``: from the first try's start, across reschedules, deferrals and retries.
+
+    The first try's start is kept in the task state store (Airflow 3.3), keyed by the number of
+    that first try, so a cleared task starts a new count. Without a store (Airflow 3.2), or when
+    the store fails, a retry counts from its own start.
+    """
     ti = context.get("ti")
-    started: datetime | None = None
     get_first_reschedule = getattr(ti, "get_first_reschedule_date", None)
-    if get_first_reschedule is not None:
-        started = get_first_reschedule(context)
-    if started is None:
-        started = getattr(ti, "start_date", None)
-    return (started.timestamp() if started is not None else time.time()) + seconds
+    rescheduled = get_first_reschedule(context) if get_first_reschedule is not None else None
+    if rescheduled is not None:
+        return float(rescheduled.timestamp())
+    started_at: datetime | None = getattr(ti, "start_date", None)
+    started = started_at.timestamp() if started_at is not None else time.time()
+    max_tries = getattr(ti, "max_tries", None)
+    first_try = int(max_tries) - retries + 1 if isinstance(max_tries, int) else 1
+    store = context.get("task_state_store")
+    if store is None:
+        return started
+    try:
+        stored = store.get(SENSOR_STARTED_KEY)
+        at = stored.get("at") if isinstance(stored, dict) and stored.get("first_try") == first_try else None
+        if isinstance(at, int | float) and not isinstance(at, bool):
+            return min(float(at), started)
+        # First try of this count (or its start was never stored): this try starts the count.
+        store.set(SENSOR_STARTED_KEY, {"first_try": first_try, "at": started})
+    except Exception:  # a failing store costs the count across retries, never the task
+        return started
+    return started
 
 
 def remaining(deadline: float | None) -> timedelta | None:

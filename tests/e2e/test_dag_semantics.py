@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +121,22 @@ def test_a_running_target_is_reached_by_a_job_that_already_succeeded(local_servi
     assert states == {"running_on_succeeded": "success", "running_on_failed": "failed"}, output[-4000:]
     assert summary["tasks"]["running_on_succeeded"]["xcom"]["return_value"]["status"] == "SUCCEEDED"
     assert summary["tasks"]["running_on_failed"]["try_number"] == 1
+
+
+def _took(task: dict[str, Any]) -> float:
+    return (datetime.fromisoformat(task["end_date"]) - datetime.fromisoformat(task["start_date"])).total_seconds()
+
+
+def test_short_timeouts_end_no_more_than_their_margin_early(local_service: Any, hook: JobServiceHook) -> None:
+    endless = hook.submit("sleep", {"seconds": 600})
+    try:
+        summary, output = run_dag(
+            "semantics_deadlines", local_service.base_url, local_service.token, conf={"endless_job": endless.id}
+        )
+    finally:
+        hook.cancel_job(endless.id)
+    operator, sensor = summary["tasks"]["operator_6s"], summary["tasks"]["sensor_4s"]
+    assert operator["state"] == sensor["state"] == "failed", output[-4000:]
+    assert 6 - 0.3 <= _took(operator) <= 6 + 4, operator  # margin 5% of 6 s; the cancel takes a moment
+    assert 4 - 0.2 <= _took(sensor) <= 4 + 2, sensor
+    assert "AirflowTaskTimeout" in output and "AirflowSensorTimeout" in output

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -175,3 +175,41 @@ def test_deferrable_sensor_skips_a_job_failing_while_deferred() -> None:
     assert event["status"] == "failed"
     with pytest.raises(AirflowSkipException):
         sensor.resume_execution("execute_complete", {"event": event}, context)
+
+
+# -- 5. deadlines as Airflow measures them -------------------------------------------------------
+
+
+def timed_event(trigger: JobStatusTrigger) -> tuple[dict[str, Any], float]:
+    started = time.monotonic()
+    event = trigger_event(trigger)
+    return event, time.monotonic() - started
+
+
+def test_execution_timeout_counts_from_execute_not_from_a_slow_start_date() -> None:
+    # 30 s of start-up before execute (a busy worker): Airflow's alarm starts at execute, so
+    # must the deferred wait's deadline.
+    op = timeout_operator(deferrable=True, execution_timeout=timedelta(seconds=4))
+    context = make_context(start_date=datetime.now(UTC) - timedelta(seconds=30))
+    begun = time.monotonic()
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    assert 3.5 < deferred.value.timeout.total_seconds() <= 4
+    event, _ = timed_event(deferred.value.trigger)
+    assert event["status"] == "timeout"
+    assert 4 - 0.2 <= time.monotonic() - begun <= 4 + 1  # margin: 5% of 4 s
+    cancel_quietly(context["ti"].xcom["job_id"])
+
+
+def test_a_short_sensor_timeout_ends_no_more_than_its_margin_early() -> None:
+    job = JobServiceHook().submit("sleep", NEVER_ENDS)
+    start_date = datetime.now(UTC)
+    sensor = JobCompleteSensor(task_id="s", job_id=job.id, poll_interval=0.3, timeout=4, deferrable=True)
+    context = make_context(start_date=start_date)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context)
+    event, _ = timed_event(deferred.value.trigger)
+    ended = datetime.now(UTC)
+    assert event["status"] == "timeout"
+    assert 4 - 0.2 <= (ended - start_date).total_seconds() <= 4 + 1
+    cancel_quietly(job.id)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from tests.support.clock import FakeClock
 
+from jobservice_provider._task import sensor_started
 from jobservice_provider.core.errors import TransientError
 from jobservice_provider.core.policy import PollPolicy, RetryPolicy
 from jobservice_provider.core.retry import FailureStreak
 from jobservice_provider.core.status import FAILURE, TERMINAL, JobStatus, WaitVerdict, verdict
+from jobservice_provider.triggers.jobservice import JobStatusTrigger, deadline_margin
 
 Q, R, S, F, CG, CD = (
     JobStatus.QUEUED,
@@ -101,3 +106,54 @@ def test_a_transient_budget_is_overrun_by_at_most_one_request(request_seconds: f
             break
         clock.now += delay
     assert clock.now - first_failure <= 3 + request_seconds + 1e-9
+
+
+# -- 5. deadlines as Airflow measures them; the trigger's margin min(2 s, 5%) --------------------
+
+
+@pytest.mark.parametrize(("timeout", "margin"), [(None, 2.0), (4, 0.2), (10, 0.5), (40, 2.0), (3600, 2.0), (0, 0.0)])
+def test_the_trigger_reports_a_timeout_at_most_min_2s_5pct_early(timeout: float | None, margin: float) -> None:
+    assert deadline_margin(timeout) == pytest.approx(margin)
+
+
+def test_the_trigger_keeps_its_margin_across_serialization() -> None:
+    trigger = JobStatusTrigger(job_id="j_1", deadline=1_000.0, deadline_margin=0.5)
+    assert trigger.spec.deadline == 999.5
+    _, kwargs = trigger.serialize()
+    assert kwargs["deadline_margin"] == 0.5
+    assert JobStatusTrigger(**kwargs).serialize() == trigger.serialize()
+    del kwargs["deadline_margin"]  # serialized by an earlier version: the old 2 s
+    assert JobStatusTrigger(**kwargs).spec.deadline == 998.0
+
+
+class Store:
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
+        self.values[key] = value
+
+
+@dataclasses.dataclass
+class TI:
+    try_number: int
+    max_tries: int
+    start_date: datetime
+
+
+def test_a_deferrable_sensors_timeout_counts_from_its_first_tries_start_across_retries() -> None:
+    store = Store()
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    # retries=2: Airflow sets max_tries=2; tries 1..3 belong to one count
+    first = {"ti": TI(1, 2, t0), "task_state_store": store}
+    assert sensor_started(first, retries=2) == t0.timestamp()
+    retry = {"ti": TI(2, 2, t0 + timedelta(minutes=5)), "task_state_store": store}
+    assert sensor_started(retry, retries=2) == t0.timestamp()
+    # cleared after try 2: max_tries becomes 2 + 2, so try 3 starts a new count
+    cleared = {"ti": TI(3, 4, t0 + timedelta(hours=1)), "task_state_store": store}
+    assert sensor_started(cleared, retries=2) == (t0 + timedelta(hours=1)).timestamp()
+    # without a store (Airflow 3.2) a retry counts from its own start
+    assert sensor_started({"ti": TI(2, 2, t0 + timedelta(minutes=5))}, retries=2) == (t0 + timedelta(minutes=5)).timestamp()

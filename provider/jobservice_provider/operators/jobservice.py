@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout, TaskDeferralTimeout
 
-from jobservice_provider._task import cancel_for_task, check_event, deadline_for, default_deferrable, remaining
+from jobservice_provider._task import cancel_for_task, check_event, deadline_after, default_deferrable, remaining
 from jobservice_provider.core.errors import JobNotFoundError, JobServiceError
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.logs import copy_log_tail
@@ -21,7 +21,7 @@ from jobservice_provider.core.policy import PollPolicy, RetryPolicy
 from jobservice_provider.core.status import ACTIVE, FAILURE, SUCCESS, TERMINAL, JobStatus
 from jobservice_provider.core.wait import Outcome, WaitResult, WaitSpec, describe
 from jobservice_provider.hooks.jobservice import JobServiceHook
-from jobservice_provider.triggers.jobservice import JobStatusTrigger
+from jobservice_provider.triggers.jobservice import JobStatusTrigger, deadline_margin
 
 DEFAULT_MAX_RESULT_BYTES = 1024 * 1024
 DEFAULT_LOG_TAIL_LINES = 100
@@ -184,7 +184,8 @@ class SubmitAndWaitOperator(BaseOperator):
             raise
 
     def _execute(self, context: Context) -> Any:
-        self._deadline = deadline_for(context, self.execution_timeout)
+        # From now, as Airflow's own execution_timeout alarm counts (not from start_date).
+        self._deadline = deadline_after(self.execution_timeout)
         job = self._start_job(context)
         self.job_id = job.id
         context["ti"].xcom_push(key="job_id", value=job.id)
@@ -216,6 +217,7 @@ class SubmitAndWaitOperator(BaseOperator):
                 poll_policy=spec.poll.to_dict(),
                 retry_policy=spec.retry.to_dict(),
                 deadline=deadline,
+                deadline_margin=deadline_margin(self.execution_timeout.total_seconds() if self.execution_timeout else None),
                 cancel_on_kill=self.cancel_on_kill,
                 follow_logs=self.stream_logs,
             ),
@@ -224,7 +226,9 @@ class SubmitAndWaitOperator(BaseOperator):
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        self._deadline = deadline_for(context, self.execution_timeout)
+        # The wait was bounded by the trigger; what execute_complete does (result, cancel, log
+        # tail) gets execution_timeout afresh, as Airflow's alarm does for a resumed task.
+        self._deadline = deadline_after(self.execution_timeout)
         try:
             return self._finish(check_event(event))
         except AirflowTaskTimeout:
@@ -334,7 +338,7 @@ class CancelJobOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         hook = JobServiceHook(self.jobservice_conn_id)
         try:
-            result = hook.cancel_and_wait(self.job_id, deadline=deadline_for(context, self.execution_timeout))
+            result = hook.cancel_and_wait(self.job_id, deadline=deadline_after(self.execution_timeout))
         except JobServiceError as exc:
             raise AirflowException(f"Could not cancel job {self.job_id}: {exc}") from exc
         job = result.job

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
@@ -16,12 +17,19 @@ from airflow.sdk.exceptions import (
     AirflowTaskTimeout,
 )
 
-from jobservice_provider._task import cancel_for_task, check_event, deadline_for, default_deferrable, failed_job_error, remaining
+from jobservice_provider._task import (
+    cancel_for_task,
+    check_event,
+    default_deferrable,
+    failed_job_error,
+    remaining,
+    sensor_started,
+)
 from jobservice_provider.core.policy import PollPolicy
 from jobservice_provider.core.status import FAILURE, SUCCESS, JobStatus, WaitVerdict, parse_statuses, verdict
 from jobservice_provider.core.wait import Outcome, describe
 from jobservice_provider.hooks.jobservice import JobServiceHook
-from jobservice_provider.triggers.jobservice import JobStatusTrigger
+from jobservice_provider.triggers.jobservice import JobStatusTrigger, deadline_margin
 
 
 class JobCompleteSensor(BaseSensorOperator):
@@ -81,6 +89,7 @@ class JobCompleteSensor(BaseSensorOperator):
         self.cancel_on_kill = cancel_on_kill
         self.stream_logs = stream_logs
         self._timed_out = False  # Airflow calls on_kill after an execution_timeout, too
+        self._started: float | None = None  # when the timeout's count began, epoch seconds
 
     @cached_property
     def hook(self) -> JobServiceHook:
@@ -88,7 +97,7 @@ class JobCompleteSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
         # Retried on transient errors, but never past the sensor's own timeout.
-        job = self.hook.get_job(self.job_id, deadline=deadline_for(context, self.timeout))
+        job = self.hook.get_job(self.job_id, deadline=self._timeout_deadline(context))
         self.log.info("%s", describe(job))
         match verdict(job.status, self.target_statuses, self.failure_statuses):
             case WaitVerdict.DONE:
@@ -110,7 +119,7 @@ class JobCompleteSensor(BaseSensorOperator):
         poked = self._first_poke(context)
         if isinstance(poked, PokeReturnValue) and poked:
             return poked.xcom_value
-        deadline = deadline_for(context, self.timeout)
+        deadline = self._timeout_deadline(context)
         policy = PollPolicy(interval=self.poll_interval or self.hook.config.poll_interval, max_interval=self.max_poll_interval)
         self.defer(
             trigger=JobStatusTrigger(
@@ -121,12 +130,25 @@ class JobCompleteSensor(BaseSensorOperator):
                 poll_policy=policy.to_dict(),
                 retry_policy={"budget": self.hook.config.transient_error_budget},
                 deadline=deadline,
+                deadline_margin=deadline_margin(self.timeout),
                 cancel_on_kill=self.cancel_on_kill,
                 follow_logs=self.stream_logs,
             ),
             method_name="execute_complete",
             timeout=remaining(deadline),
         )
+
+    def _timeout_deadline(self, context: Context) -> float:
+        """When the sensor's ``timeout`` runs out (epoch seconds), counted as Airflow counts it:
+        in ``poke`` mode from this try's first poke; in ``reschedule`` mode and when deferrable
+        from the first try's start (across reschedules, deferrals and, with Airflow 3.3's task
+        state store, retries)."""
+        if self._started is None:
+            if self.deferrable or self.reschedule:
+                self._started = sensor_started(context, self.retries or 0)
+            else:
+                self._started = time.time()
+        return self._started + self.timeout
 
     def _first_poke(self, context: Context) -> PokeReturnValue | bool:
         """The poke before deferring, ending as BaseSensorOperator ends a poke in poke mode:

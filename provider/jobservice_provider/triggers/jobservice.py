@@ -19,10 +19,21 @@ from jobservice_provider.core.wait import DEFAULT_NOT_FOUND_GRACE, Outcome, Wait
 from jobservice_provider.core.watcher import shared_watcher
 from jobservice_provider.hooks.jobservice import JobServiceHook, ashared_config
 
-# The trigger reports the deadline this long before Airflow's own trigger timeout would
-# fire, so the task resumes through execute_complete (which can cancel the job and raise
-# the proper timeout error) instead of Airflow's generic deferral timeout.
+# The trigger reports the deadline a little before Airflow's own trigger timeout would fire,
+# so the task resumes through execute_complete (which can cancel the job and raise the proper
+# timeout error) instead of Airflow's generic deferral timeout: by min(2 s, 5% of the timeout),
+# so a short timeout does not end noticeably early.
 DEADLINE_MARGIN = 2.0
+DEADLINE_MARGIN_FRACTION = 0.05
+
+
+def deadline_margin(timeout_seconds: float | None) -> float:
+    """How much earlier than Airflow the trigger reports a timeout of ``timeout_seconds``."""
+    if timeout_seconds is None:
+        return DEADLINE_MARGIN
+    return max(0.0, min(DEADLINE_MARGIN, DEADLINE_MARGIN_FRACTION * timeout_seconds))
+
+
 # on_kill must finish within the triggerer's [triggerer] on_kill_timeout (30 s by default).
 ON_KILL_BUDGET = 25.0
 DEFAULT_TARGETS = tuple(sorted(status.value for status in SUCCESS))
@@ -77,6 +88,8 @@ class JobStatusTrigger(BaseTrigger):
     :param poll_policy: :class:`PollPolicy` as a dict.
     :param retry_policy: :class:`RetryPolicy` as a dict (transient-error backoff and budget).
     :param deadline: epoch seconds when Airflow's timeout for this wait expires, or None.
+    :param deadline_margin: seconds before ``deadline`` the trigger reports the timeout (see
+        :func:`deadline_margin`: at most min(2 s, 5% of the timeout); 2 s when not given).
     :param not_found_grace: seconds an unknown job id is tolerated right after submission.
     :param cancel_on_kill: cancel the job when a user kills the deferred task (mark
         failed/success, clear). Never on triggerer restart or reassignment.
@@ -97,6 +110,7 @@ class JobStatusTrigger(BaseTrigger):
         poll_policy: dict[str, Any] | None = None,
         retry_policy: dict[str, Any] | None = None,
         deadline: float | None = None,
+        deadline_margin: float = DEADLINE_MARGIN,
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         cancel_on_kill: bool = False,
         follow_logs: bool = False,
@@ -106,6 +120,7 @@ class JobStatusTrigger(BaseTrigger):
         self.job_id = job_id
         self.jobservice_conn_id = jobservice_conn_id
         self.deadline = deadline
+        self.deadline_margin = deadline_margin
         self.cancel_on_kill = cancel_on_kill
         targets, failures, poll, retry = _parsed(
             (
@@ -121,7 +136,7 @@ class JobStatusTrigger(BaseTrigger):
             failures=failures,
             poll=poll,
             retry=retry,
-            deadline=None if deadline is None else deadline - DEADLINE_MARGIN,
+            deadline=None if deadline is None else deadline - deadline_margin,
             not_found_grace=not_found_grace,
             follow_logs=follow_logs,
             log_offset=log_offset,
@@ -138,6 +153,7 @@ class JobStatusTrigger(BaseTrigger):
             "poll_policy": spec.poll.to_dict(),
             "retry_policy": spec.retry.to_dict(),
             "deadline": self.deadline,
+            "deadline_margin": self.deadline_margin,
             "not_found_grace": spec.not_found_grace,
             "cancel_on_kill": self.cancel_on_kill,
             "follow_logs": spec.follow_logs,

@@ -73,3 +73,22 @@ with DAG(dag_id="semantics_lifecycle_targets", **COMMON):
             poll_interval=0.5,
             timeout=60,
         )
+
+# 5. Deadlines as Airflow measures them: execution_timeout from execute, the sensor's timeout
+# from its first try's start; the trigger reports either at most min(2 s, 5%) early.
+with DAG(dag_id="semantics_deadlines", **COMMON):
+    SubmitAndWaitOperator(
+        task_id="operator_6s",
+        job_type="sleep",
+        job_params={"seconds": 600},
+        poll_interval=0.5,
+        deferrable=True,
+        execution_timeout=timedelta(seconds=6),
+    )
+    JobCompleteSensor(
+        task_id="sensor_4s",
+        job_id="{{ dag_run.conf['endless_job'] }}",
+        deferrable=True,
+        poll_interval=0.5,
+        timeout=4,
+    )

@@ -33,6 +33,7 @@ with DAG(
         job_id="{{ ti.xcom_pull(task_ids='start_job', key='job_id') }}",
         poll_interval=2,
         timeout=600,  # the sensor's own timeout bounds the wait, also while deferred
+        not_found_grace=60,  # the "job exists" wait: an id the service does not show yet is waited for
         deferrable=True,
     )
     # [END howto_job_complete_sensor]

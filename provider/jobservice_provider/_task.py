@@ -83,6 +83,14 @@ def sensor_started(context: Context, retries: int) -> float:
     return started
 
 
+def grace_seconds(grace: timedelta | float) -> float:
+    """A ``not_found_grace`` argument (seconds or a timedelta) in seconds, checked."""
+    seconds = _seconds(grace)
+    if not seconds >= 0:
+        raise ValueError(f"not_found_grace must be >= 0 seconds, got {grace!r}")
+    return seconds
+
+
 def remaining(deadline: float | None) -> timedelta | None:
     """Time left until ``deadline``, for ``defer(timeout=...)``; never negative."""
     if deadline is None:

@@ -14,6 +14,7 @@ from typing import Any
 import pendulum
 import pytest
 from tests.conftest import REPO, conn_json
+from tests.support.hiding_proxy import HidingProxy
 
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.status import JobStatus
@@ -140,3 +141,26 @@ def test_short_timeouts_end_no_more_than_their_margin_early(local_service: Any, 
     assert 6 - 0.3 <= _took(operator) <= 6 + 4, operator  # margin 5% of 6 s; the cancel takes a moment
     assert 4 - 0.2 <= _took(sensor) <= 4 + 2, sensor
     assert "AirflowTaskTimeout" in output and "AirflowSensorTimeout" in output
+
+
+def test_a_sensor_waits_for_a_job_to_exist_within_not_found_grace(local_service: Any, hook: JobServiceHook) -> None:
+    late, never = hook.submit("sleep", {"seconds": 600}), hook.submit("sleep", {"seconds": 600})
+    proxy = HidingProxy(local_service.base_url)
+    proxy.hide(late.id, 10)  # as if created 10 s after its sensor started
+    proxy.hide(never.id, 600)
+    try:
+        with proxy.threaded():
+            summary, output = run_dag(
+                "semantics_not_found_grace",
+                proxy.url,
+                local_service.token,
+                conf={"appears_late": late.id, "never_appears": never.id},
+            )
+    finally:
+        hook.cancel_job(late.id)
+        hook.cancel_job(never.id)
+    appears, missing = summary["tasks"]["appears_late"], summary["tasks"]["never_appears"]
+    assert appears["state"] == "success" and missing["state"] == "failed", output[-4000:]
+    assert 10 <= _took(appears) <= 13, appears
+    assert 5 <= _took(missing) <= 7, missing
+    assert f"Job {never.id} not found: the service did not know this id within not_found_grace=5s" in output

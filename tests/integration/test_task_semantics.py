@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, AirflowTaskTimeout, TaskDeferred
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException, AirflowTaskTimeout, TaskDeferred
+from tests.conftest import conn_json
 from tests.support.airflow_context import make_context
+from tests.support.hiding_proxy import HidingProxy
 
 from jobservice_provider.core.status import JobStatus
 from jobservice_provider.hooks.jobservice import JobServiceHook
@@ -213,3 +217,88 @@ def test_a_short_sensor_timeout_ends_no_more_than_its_margin_early() -> None:
     assert event["status"] == "timeout"
     assert 4 - 0.2 <= (ended - start_date).total_seconds() <= 4 + 1
     cancel_quietly(job.id)
+
+
+# -- 3. not_found_grace: an id not yet visible is waited for, then fails naming it ---------------
+
+
+@pytest.fixture
+def hiding(jobservice_conn: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[HidingProxy]:
+    """The default connection goes through a proxy that can hide jobs for a while."""
+    proxy = HidingProxy(jobservice_conn.base_url)
+    with proxy.threaded():
+        monkeypatch.setenv("AIRFLOW_CONN_JOBSERVICE_DEFAULT", conn_json(proxy.url, jobservice_conn.token, poll_interval=0.5))
+        yield proxy
+
+
+def test_a_deferrable_sensor_waits_for_a_job_that_appears_within_its_grace(hiding: HidingProxy) -> None:
+    job = JobServiceHook().submit("sleep", NEVER_ENDS)
+    hiding.hide(job.id, 10)  # as if created 10 s after the sensor started
+    sensor = JobCompleteSensor(
+        task_id="s", job_id=job.id, target_statuses=["RUNNING"], poll_interval=0.5, not_found_grace=30, deferrable=True
+    )
+    context = make_context()
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context)
+    event = trigger_event(deferred.value.trigger)
+    assert event["status"] == "success", event
+    assert 10 <= time.monotonic() - hiding.first_asked[job.id] <= 12
+    assert sensor.resume_execution("execute_complete", {"event": event}, context)["id"] == job.id
+    cancel_quietly(job.id)
+
+
+def test_a_deferrable_sensor_fails_naming_the_id_when_its_grace_ends(hiding: HidingProxy) -> None:
+    job = JobServiceHook().submit("sleep", NEVER_ENDS)
+    hiding.hide(job.id, 600)
+    sensor = JobCompleteSensor(task_id="s", job_id=job.id, poll_interval=0.5, not_found_grace=5, deferrable=True, timeout=60)
+    context = make_context()
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context)
+    event = trigger_event(deferred.value.trigger)
+    assert 5 <= time.monotonic() - hiding.first_asked[job.id] <= 7
+    assert event["status"] == "error" and job.id in event["message"] and "not_found_grace=5s" in event["message"]
+    with pytest.raises(AirflowException, match=f"{job.id}.*not_found_grace=5s"):
+        sensor.resume_execution("execute_complete", {"event": event}, context)
+    cancel_quietly(job.id)
+
+
+def test_a_poke_mode_sensor_waits_out_its_grace_then_fails_naming_the_id(hiding: HidingProxy) -> None:
+    job = JobServiceHook().submit("sleep", NEVER_ENDS)
+    hiding.hide(job.id, 600)
+    sensor = JobCompleteSensor(task_id="s", job_id=job.id, poll_interval=0.5, not_found_grace=2, deferrable=False, timeout=60)
+    with pytest.raises(AirflowException, match=f"{job.id}.*not_found_grace=2s"):
+        sensor.execute(make_context())
+    assert 2 <= time.monotonic() - hiding.first_asked[job.id] <= 4
+    cancel_quietly(job.id)
+
+
+@pytest.mark.parametrize("visible_after", [3, 600], ids=["appears", "never-appears"])
+def test_a_retry_waits_for_the_stored_job_within_the_grace_and_never_submits_beside_it(
+    hiding: HidingProxy, visible_after: float
+) -> None:
+    store, run_id = TaskStateStore(), f"manual__{uuid.uuid4().hex}"
+
+    def operator() -> SubmitAndWaitOperator:
+        return SubmitAndWaitOperator(
+            task_id="t", job_type="sleep", job_params=NEVER_ENDS, poll_interval=0.5, deferrable=True, not_found_grace=6
+        )
+
+    first = make_context(run_id=run_id)
+    first["task_state_store"] = store
+    with pytest.raises(TaskDeferred):
+        operator().execute(first)  # try 1 stored its job, then its worker died
+    job_id = store.values[STATE_KEY]
+    hiding.hide(job_id, visible_after)
+    second = make_context(run_id=run_id, try_number=2)
+    second["task_state_store"] = store
+    submits = hiding.requests["submit"]
+    if visible_after < 6:
+        with pytest.raises(TaskDeferred) as deferred:
+            operator().execute(second)
+        assert deferred.value.trigger.job_id == job_id  # reattached
+    else:
+        with pytest.raises(AirflowException, match=f"{job_id}.*not_found_grace=6s"):
+            operator().execute(second)
+        assert 6 <= time.monotonic() - hiding.first_asked[job_id] <= 8
+    assert hiding.requests["submit"] == submits  # no job submitted beside the stored one
+    cancel_quietly(job_id)

@@ -11,10 +11,12 @@ import pytest
 from tests.support.clock import FakeClock
 
 from jobservice_provider._task import sensor_started
-from jobservice_provider.core.errors import TransientError
+from jobservice_provider.core.errors import JobNotFoundError, TransientError
+from jobservice_provider.core.job import Job
 from jobservice_provider.core.policy import PollPolicy, RetryPolicy
 from jobservice_provider.core.retry import FailureStreak
 from jobservice_provider.core.status import FAILURE, TERMINAL, JobStatus, WaitVerdict, verdict
+from jobservice_provider.core.wait import Outcome, WaitSpec, wait_for_job
 from jobservice_provider.triggers.jobservice import JobStatusTrigger, deadline_margin
 
 Q, R, S, F, CG, CD = (
@@ -157,3 +159,50 @@ def test_a_deferrable_sensors_timeout_counts_from_its_first_tries_start_across_r
     assert sensor_started(cleared, retries=2) == (t0 + timedelta(hours=1)).timestamp()
     # without a store (Airflow 3.2) a retry counts from its own start
     assert sensor_started({"ti": TI(2, 2, t0 + timedelta(minutes=5))}, retries=2) == (t0 + timedelta(minutes=5)).timestamp()
+
+
+# -- 3. not_found_grace in the wait loop ----------------------------------------------------------
+
+
+class Missing:
+    """A service that does not know the job (yet)."""
+
+    def __init__(self, clock: FakeClock, visible_at: float | None = None) -> None:
+        self.clock, self.visible_at, self.calls = clock, visible_at, 0
+
+    async def get_job(self, job_id: str) -> Job:
+        self.calls += 1
+        if self.visible_at is None or self.clock.now < self.visible_at:
+            raise JobNotFoundError(job_id, f"Job {job_id} not found")
+        return Job.from_json({"id": job_id, "status": "RUNNING"})
+
+    async def get_logs(self, job_id: str, offset: int = 0) -> Any:
+        raise AssertionError("not used")
+
+    async def cancel_job(self, job_id: str) -> Job:
+        raise AssertionError("not used")
+
+
+async def test_an_unknown_id_fails_when_the_grace_ends_naming_the_id_and_the_grace() -> None:
+    clock = FakeClock()
+    spec = WaitSpec(job_id="j_late", poll=PollPolicy(interval=4), not_found_grace=10)
+    result = await wait_for_job(Missing(clock), spec, clock=clock, sleep=clock.sleep, rand=lambda: 0.5)
+    assert result.outcome is Outcome.ERROR
+    assert clock.now - 1_000 == pytest.approx(10)  # the last check falls when the grace ends, not after
+    assert "Job j_late not found" in result.message and "not_found_grace=10s" in result.message
+
+
+async def test_a_grace_that_began_before_the_wait_ends_when_it_began_plus_the_grace() -> None:
+    clock = FakeClock()  # a sensor poked 7 s ago with not_found_grace=10: 3 s are left
+    spec = WaitSpec(job_id="j_late", poll=PollPolicy(interval=1), not_found_grace=10, not_found_until=clock.now + 3)
+    result = await wait_for_job(Missing(clock), spec, clock=clock, sleep=clock.sleep, rand=lambda: 0.5)
+    assert result.outcome is Outcome.ERROR and clock.now - 1_000 == pytest.approx(3)
+    assert "not_found_grace=10s" in result.message
+
+
+async def test_a_job_that_appears_within_the_grace_is_waited_on() -> None:
+    clock = FakeClock()
+    spec = WaitSpec(job_id="j_late", targets=frozenset({R}), poll=PollPolicy(interval=1), not_found_grace=30)
+    service = Missing(clock, visible_at=clock.now + 10)
+    result = await wait_for_job(service, spec, clock=clock, sleep=clock.sleep, rand=lambda: 0.5)
+    assert result.outcome is Outcome.SUCCESS and 10 <= clock.now - 1_000 <= 11.5

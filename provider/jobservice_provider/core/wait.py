@@ -90,8 +90,19 @@ class WaitSpec:
     retry: RetryPolicy = RetryPolicy()
     deadline: float | None = None  # epoch seconds; None waits without a bound
     not_found_grace: float = DEFAULT_NOT_FOUND_GRACE
+    # epoch seconds the grace ends, when it began before this wait (a sensor's first poke); else
+    # it ends not_found_grace after the wait starts
+    not_found_until: float | None = None
     follow_logs: bool = False
     log_offset: int = 0
+
+
+def not_found_message(job_id: str, grace: float) -> str:
+    """The error of a job id the service still did not know when the not-found grace ended."""
+    return (
+        f"Job {job_id} not found: the service did not know this id within not_found_grace={grace:g}s "
+        "(check the job id and the connection, or raise not_found_grace if the service shows new jobs late)"
+    )
 
 
 def describe(job: Job) -> str:
@@ -176,11 +187,16 @@ async def wait_for_job(
             outage.failed("status check", exc, delay)
             continue
         except JobNotFoundError as exc:
-            if last is None and clock() - started < spec.not_found_grace:
-                delay = spec.poll.next_delay(0.0, rand)
-                logger.info("Job %s not found yet; checking again in %.1fs", job_id, delay)
-                continue
-            return _result(Outcome.ERROR, str(exc), spec, last, follower)
+            if last is not None:  # it existed: it was deleted, not late
+                return _result(Outcome.ERROR, str(exc), spec, last, follower)
+            grace_end = spec.not_found_until if spec.not_found_until is not None else started + spec.not_found_grace
+            grace_left = grace_end - clock()
+            if grace_left <= 0:
+                return _result(Outcome.ERROR, not_found_message(job_id, spec.not_found_grace), spec, last, follower)
+            # The last check falls when the grace ends, so a job that never appears fails then.
+            delay = min(spec.poll.next_delay(0.0, rand), grace_left)
+            logger.info("Job %s not found yet; checking again in %.1fs", job_id, delay)
+            continue
         except JobServiceError as exc:
             return _result(Outcome.ERROR, str(exc), spec, last, follower)
 

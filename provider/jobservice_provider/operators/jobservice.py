@@ -7,19 +7,27 @@ import functools
 import json
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout, TaskDeferralTimeout
 
-from jobservice_provider._task import cancel_for_task, check_event, deadline_after, default_deferrable, remaining
+from jobservice_provider._task import (
+    cancel_for_task,
+    check_event,
+    deadline_after,
+    default_deferrable,
+    grace_seconds,
+    remaining,
+)
 from jobservice_provider.core.errors import JobNotFoundError, JobServiceError
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.logs import copy_log_tail
 from jobservice_provider.core.policy import PollPolicy, RetryPolicy
 from jobservice_provider.core.status import ACTIVE, FAILURE, SUCCESS, TERMINAL, JobStatus
-from jobservice_provider.core.wait import Outcome, WaitResult, WaitSpec, describe
+from jobservice_provider.core.wait import DEFAULT_NOT_FOUND_GRACE, Outcome, WaitResult, WaitSpec, describe, not_found_message
 from jobservice_provider.hooks.jobservice import JobServiceHook
 from jobservice_provider.triggers.jobservice import JobStatusTrigger, deadline_margin
 
@@ -69,6 +77,9 @@ class SubmitAndWaitOperator(BaseOperator):
     :param stream_logs: copy new remote log lines into the task log while waiting.
     :param log_tail_lines: on completion, copy at most this many remaining remote log lines.
     :param max_result_bytes: largest JSON result pushed to XCom; a bigger one fails clearly.
+    :param not_found_grace: seconds (or a timedelta) a job id the service does not know yet is
+        waited for (default 60): right after submit, and when a retry reattaches to the job an
+        earlier try stored; then the task fails naming the id.
     """
 
     template_fields: Sequence[str] = ("job_type", "job_params", "meta", "idempotency_key")
@@ -94,6 +105,7 @@ class SubmitAndWaitOperator(BaseOperator):
         stream_logs: bool = True,
         log_tail_lines: int = DEFAULT_LOG_TAIL_LINES,
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+        not_found_grace: float | timedelta = DEFAULT_NOT_FOUND_GRACE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -117,6 +129,7 @@ class SubmitAndWaitOperator(BaseOperator):
         self.stream_logs = stream_logs
         self.log_tail_lines = log_tail_lines
         self.max_result_bytes = max_result_bytes
+        self.not_found_grace = grace_seconds(not_found_grace)
         self.job_id: str | None = None
         self._job_cancelled = False
         # Set when this try ran out of time: Airflow calls on_kill after a timeout too, and that
@@ -152,17 +165,15 @@ class SubmitAndWaitOperator(BaseOperator):
             self.log.info("%s: submitted job %s", what, job.id)
             return job
         if stored_id:
-            try:
-                earlier = self.hook.get_job(stored_id, deadline=self._deadline)
-            except JobNotFoundError:
-                earlier = None
-            if earlier is not None and earlier.status not in FAILURE:
+            earlier = self._stored_job(stored_id)
+            if earlier.status not in FAILURE:
                 verb = "returning the result of" if earlier.status in SUCCESS else "reattaching to"
                 self.log.info("%s: %s job %s of an earlier try (%s)", what, verb, earlier.id, earlier.raw_status)
                 return earlier
             job = submit(idempotency_key=retry_key)
-            gone = f"ended {earlier.raw_status}" if earlier else "is unknown to the service"
-            self.log.info("%s: job %s of an earlier try %s; submitted new job %s", what, stored_id, gone, job.id)
+            self.log.info(
+                "%s: job %s of an earlier try ended %s; submitted new job %s", what, stored_id, earlier.raw_status, job.id
+            )
             return job
         # Nothing stored (first try, or a crash before the id was stored): the service's
         # idempotency key finds a job submitted under the same key if there is one.
@@ -174,6 +185,31 @@ class SubmitAndWaitOperator(BaseOperator):
         else:
             self.log.info("%s: submitted job %s (%s)", what, job.id, job.raw_status)
         return job
+
+    def _stored_job(self, job_id: str) -> Job:
+        """The job an earlier try stored, waited for up to ``not_found_grace`` if the service does
+        not show it yet; then the task fails rather than start a second job beside it."""
+        until = time.time() + self.not_found_grace
+        logged = False
+        while True:
+            try:
+                return self.hook.get_job(job_id, deadline=self._deadline)
+            except JobNotFoundError as exc:
+                left = until - time.time()
+                if left <= 0:
+                    raise AirflowException(
+                        f"{not_found_message(job_id, self.not_found_grace)}. An earlier try of this task stored it, so "
+                        "no new job is submitted in its place (it could run beside the one the service does not show); "
+                        "use retry_strategy=RESUBMIT to start a new job regardless"
+                    ) from exc
+                if not logged:
+                    self.log.info(
+                        "Job %s of an earlier try not found yet; waiting up to not_found_grace=%gs for it",
+                        job_id,
+                        self.not_found_grace,
+                    )
+                    logged = True
+                time.sleep(min(left, self.poll_interval or self.hook.config.poll_interval))
 
     # -- execute ---------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
@@ -202,6 +238,7 @@ class SubmitAndWaitOperator(BaseOperator):
             poll=PollPolicy(interval=self.poll_interval or self.hook.config.poll_interval, max_interval=self.max_poll_interval),
             retry=RetryPolicy(budget=self.hook.config.transient_error_budget),
             deadline=deadline,
+            not_found_grace=self.not_found_grace,
             follow_logs=self.stream_logs,
         )
         if job.status in TERMINAL:
@@ -218,6 +255,7 @@ class SubmitAndWaitOperator(BaseOperator):
                 retry_policy=spec.retry.to_dict(),
                 deadline=deadline,
                 deadline_margin=deadline_margin(self.execution_timeout.total_seconds() if self.execution_timeout else None),
+                not_found_grace=self.not_found_grace,
                 cancel_on_kill=self.cancel_on_kill,
                 follow_logs=self.stream_logs,
             ),

@@ -22,12 +22,14 @@ from jobservice_provider._task import (
     check_event,
     default_deferrable,
     failed_job_error,
+    grace_seconds,
     remaining,
     sensor_started,
 )
+from jobservice_provider.core.errors import JobNotFoundError
 from jobservice_provider.core.policy import PollPolicy
 from jobservice_provider.core.status import FAILURE, SUCCESS, JobStatus, WaitVerdict, parse_statuses, verdict
-from jobservice_provider.core.wait import Outcome, describe
+from jobservice_provider.core.wait import DEFAULT_NOT_FOUND_GRACE, Outcome, describe, not_found_message
 from jobservice_provider.hooks.jobservice import JobServiceHook
 from jobservice_provider.triggers.jobservice import JobStatusTrigger, deadline_margin
 
@@ -54,9 +56,12 @@ class JobCompleteSensor(BaseSensorOperator):
     :param cancel_on_kill: cancel the watched job when this task is killed, marked or
         cleared. Off by default: a sensor may watch someone else's job.
     :param stream_logs: copy new remote log lines into the task log while deferred.
+    :param not_found_grace: seconds (or a timedelta) a job id the service does not know yet
+        is waited for, counted from the sensor's start, before the task fails naming the id
+        (default 60): the "job exists" wait, for services that show new jobs late.
 
-    The wait is bounded only by the sensor's ``timeout``, counted from its first poke
-    (across reschedules and deferrals); there is no attempt count.
+    The wait is bounded only by the sensor's ``timeout``, counted as Airflow counts it (see
+    the docs); there is no attempt count.
     """
 
     template_fields: Sequence[str] = ("job_id",)
@@ -74,6 +79,7 @@ class JobCompleteSensor(BaseSensorOperator):
         deferrable: bool | None = None,
         cancel_on_kill: bool = False,
         stream_logs: bool = True,
+        not_found_grace: float | timedelta = DEFAULT_NOT_FOUND_GRACE,
         **kwargs: Any,
     ) -> None:
         if poll_interval is not None:
@@ -88,6 +94,7 @@ class JobCompleteSensor(BaseSensorOperator):
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.cancel_on_kill = cancel_on_kill
         self.stream_logs = stream_logs
+        self.not_found_grace = grace_seconds(not_found_grace)
         self._timed_out = False  # Airflow calls on_kill after an execution_timeout, too
         self._started: float | None = None  # when the timeout's count began, epoch seconds
 
@@ -97,7 +104,16 @@ class JobCompleteSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
         # Retried on transient errors, but never past the sensor's own timeout.
-        job = self.hook.get_job(self.job_id, deadline=self._timeout_deadline(context))
+        deadline = self._timeout_deadline(context)
+        try:
+            job = self.hook.get_job(self.job_id, deadline=deadline)
+        except JobNotFoundError as exc:
+            if self._grace_left() <= 0:
+                raise AirflowException(not_found_message(self.job_id, self.not_found_grace)) from exc
+            self.log.info(
+                "Job %s not found yet; waiting up to not_found_grace=%gs for it to appear", self.job_id, self.not_found_grace
+            )
+            return False
         self.log.info("%s", describe(job))
         match verdict(job.status, self.target_statuses, self.failure_statuses):
             case WaitVerdict.DONE:
@@ -131,6 +147,8 @@ class JobCompleteSensor(BaseSensorOperator):
                 retry_policy={"budget": self.hook.config.transient_error_budget},
                 deadline=deadline,
                 deadline_margin=deadline_margin(self.timeout),
+                not_found_grace=self.not_found_grace,
+                not_found_until=self._started + self.not_found_grace if self._started is not None else None,
                 cancel_on_kill=self.cancel_on_kill,
                 follow_logs=self.stream_logs,
             ),
@@ -149,6 +167,11 @@ class JobCompleteSensor(BaseSensorOperator):
             else:
                 self._started = time.time()
         return self._started + self.timeout
+
+    def _grace_left(self) -> float:
+        """Seconds left of ``not_found_grace``, counted from the sensor's start."""
+        assert self._started is not None  # set by _timeout_deadline, called first
+        return self._started + self.not_found_grace - time.time()
 
     def _first_poke(self, context: Context) -> PokeReturnValue | bool:
         """The poke before deferring, ending as BaseSensorOperator ends a poke in poke mode:

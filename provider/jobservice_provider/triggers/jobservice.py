@@ -91,6 +91,8 @@ class JobStatusTrigger(BaseTrigger):
     :param deadline_margin: seconds before ``deadline`` the trigger reports the timeout (see
         :func:`deadline_margin`: at most min(2 s, 5% of the timeout); 2 s when not given).
     :param not_found_grace: seconds an unknown job id is tolerated right after submission.
+    :param not_found_until: epoch seconds the grace ends, when it began before this wait (a
+        sensor's first poke); by default it ends ``not_found_grace`` after the wait starts.
     :param cancel_on_kill: cancel the job when a user kills the deferred task (mark
         failed/success, clear). Never on triggerer restart or reassignment.
     :param follow_logs: copy new remote log lines into the task log while waiting.
@@ -112,6 +114,7 @@ class JobStatusTrigger(BaseTrigger):
         deadline: float | None = None,
         deadline_margin: float = DEADLINE_MARGIN,
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
+        not_found_until: float | None = None,
         cancel_on_kill: bool = False,
         follow_logs: bool = False,
         log_offset: int = 0,
@@ -138,6 +141,7 @@ class JobStatusTrigger(BaseTrigger):
             retry=retry,
             deadline=None if deadline is None else deadline - deadline_margin,
             not_found_grace=not_found_grace,
+            not_found_until=not_found_until,
             follow_logs=follow_logs,
             log_offset=log_offset,
         )
@@ -155,6 +159,7 @@ class JobStatusTrigger(BaseTrigger):
             "deadline": self.deadline,
             "deadline_margin": self.deadline_margin,
             "not_found_grace": spec.not_found_grace,
+            "not_found_until": spec.not_found_until,
             "cancel_on_kill": self.cancel_on_kill,
             "follow_logs": spec.follow_logs,
             "log_offset": spec.log_offset,

@@ -92,3 +92,17 @@ with DAG(dag_id="semantics_deadlines", **COMMON):
         poll_interval=0.5,
         timeout=4,
     )
+
+# 3. not_found_grace, the "job exists" wait: a job that appears 10 s after the sensor started is
+# waited for; one that never appears fails the task once the grace ends, naming it.
+with DAG(dag_id="semantics_not_found_grace", **COMMON):
+    for name, grace in (("appears_late", 30), ("never_appears", 5)):
+        JobCompleteSensor(
+            task_id=name,
+            job_id="{{ dag_run.conf['" + name + "'] }}",
+            target_statuses=["RUNNING"],
+            not_found_grace=grace,
+            deferrable=True,
+            poll_interval=0.5,
+            timeout=120,
+        )

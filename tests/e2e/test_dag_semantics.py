@@ -17,6 +17,7 @@ from tests.conftest import REPO, conn_json
 from tests.support.hiding_proxy import HidingProxy
 
 from jobservice_provider.core.job import Job
+from jobservice_provider.core.keys import sendable, task_key
 from jobservice_provider.core.status import JobStatus
 from jobservice_provider.hooks.jobservice import JobServiceHook
 
@@ -164,3 +165,20 @@ def test_a_sensor_waits_for_a_job_to_exist_within_not_found_grace(local_service:
     assert 10 <= _took(appears) <= 13, appears
     assert 5 <= _took(missing) <= 7, missing
     assert f"Job {never.id} not found: the service did not know this id within not_found_grace=5s" in output
+
+
+def test_ids_of_250_characters_submit_and_the_retry_finds_the_same_job(local_service: Any, hook: JobServiceHook) -> None:
+    dag_id, task_id = "semantics_long_ids_" + "d" * (250 - len("semantics_long_ids_")), "t" * 250
+    since = pendulum.now("UTC").isoformat()
+    summary, output = run_dag(dag_id, local_service.base_url, local_service.token)
+    task = summary["tasks"][task_id]
+    key = sendable(task_key(dag_id, task_id, summary["run_id"], -1))
+    jobs = [job for job in hook.list_jobs(created_after=since) if job.key == key]
+    try:
+        assert task["try_number"] == 2 and task["state"] == "failed", output[-4000:]  # both tries ran out of time
+        assert len(jobs) == 1 and jobs[0].raw_status == "RUNNING", jobs
+        assert f"Try 2, retry_strategy REATTACH: submitted job {jobs[0].id} (RUNNING)" in output  # found by its key
+        assert "Idempotency-Key" not in output
+    finally:
+        for job in jobs:
+            hook.cancel_job(job.id)

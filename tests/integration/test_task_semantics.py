@@ -8,6 +8,7 @@ timeout, Airflow's own ``timeout`` alarm around ``execute``.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,8 +19,10 @@ import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException, AirflowTaskTimeout, TaskDeferred
 from tests.conftest import conn_json
 from tests.support.airflow_context import make_context
+from tests.support.fault_proxy import FaultProxy, status
 from tests.support.hiding_proxy import HidingProxy
 
+from jobservice_provider.core.keys import sendable, task_key
 from jobservice_provider.core.status import JobStatus
 from jobservice_provider.hooks.jobservice import JobServiceHook
 from jobservice_provider.operators.jobservice import STATE_KEY, SubmitAndWaitOperator
@@ -302,3 +305,35 @@ def test_a_retry_waits_for_the_stored_job_within_the_grace_and_never_submits_bes
         assert 6 <= time.monotonic() - hiding.first_asked[job_id] <= 8
     assert hiding.requests["submit"] == submits  # no job submitted beside the stored one
     cancel_quietly(job_id)
+
+
+# -- 7. idempotency keys of any length ------------------------------------------------------------
+
+
+def test_ids_of_250_characters_submit_and_a_retry_finds_the_same_job_by_its_key() -> None:
+    ids = {"dag_id": "d" * 250, "task_id": "t" * 250, "run_id": f"manual__{uuid.uuid4().hex}"}
+
+    def operator() -> SubmitAndWaitOperator:
+        return SubmitAndWaitOperator(task_id="t" * 250, job_type="sleep", job_params=NEVER_ENDS, deferrable=True)
+
+    first = make_context(**ids)
+    with pytest.raises(TaskDeferred):
+        operator().execute(first)  # no task state store: a retry can only find the job by its key
+    job = JobServiceHook().get_job(first["ti"].xcom["job_id"])
+    assert job.key == sendable(task_key(ids["dag_id"], ids["task_id"], ids["run_id"], -1)) and len(job.key) == 255
+    second = make_context(try_number=2, **ids)
+    with pytest.raises(TaskDeferred):
+        operator().execute(second)
+    assert second["ti"].xcom["job_id"] == job.id
+    cancel_quietly(job.id)
+
+
+def test_a_key_the_service_rejects_is_named_with_its_length(jobservice_conn: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy = FaultProxy(jobservice_conn.base_url)
+    problem = json.dumps({"type": "invalid-request", "status": 400, "detail": "key too long", "header": "Idempotency-Key"})
+    proxy.add(status(400, problem, Content_Type="application/problem+json"), route="submit")
+    with proxy.threaded():
+        monkeypatch.setenv("AIRFLOW_CONN_JOBSERVICE_DEFAULT", conn_json(proxy.url, jobservice_conn.token))
+        op = SubmitAndWaitOperator(task_id="t", job_type="sleep", job_params={"seconds": 0}, idempotency_key="k" * 40)
+        with pytest.raises(AirflowException, match=r"rejected the idempotency key 'k{40}' \(40 characters\): key too long"):
+            op.execute(make_context())

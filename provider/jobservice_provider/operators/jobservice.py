@@ -22,8 +22,9 @@ from jobservice_provider._task import (
     grace_seconds,
     remaining,
 )
-from jobservice_provider.core.errors import JobNotFoundError, JobServiceError
+from jobservice_provider.core.errors import InvalidRequestError, JobNotFoundError, JobServiceError
 from jobservice_provider.core.job import Job
+from jobservice_provider.core.keys import sendable, task_key, try_key
 from jobservice_provider.core.logs import copy_log_tail
 from jobservice_provider.core.policy import PollPolicy, RetryPolicy
 from jobservice_provider.core.status import ACTIVE, FAILURE, SUCCESS, TERMINAL, JobStatus
@@ -142,26 +143,46 @@ class SubmitAndWaitOperator(BaseOperator):
         return JobServiceHook(self.jobservice_conn_id)
 
     # -- submit or reattach ----------------------------------------------------------------
+    def _base_key(self, ti: Any) -> str:
+        """The key of this task instance's first try, before shortening."""
+        if self.idempotency_key:
+            return str(self.idempotency_key)
+        return task_key(ti.dag_id, ti.task_id, ti.run_id, ti.map_index)
+
+    def _submit(self, key: str) -> Job:
+        """Submit this task's job under ``key`` (as sent: shortened if long)."""
+        try:
+            return self.hook.submit(
+                self.job_type,
+                self.job_params,
+                idempotency_key=key,
+                meta=self.meta or None,
+                timeout_s=self.timeout_s,
+                deadline=self._deadline,
+            )
+        except InvalidRequestError as exc:
+            if str(exc.problem.get("header", "")).lower() == "idempotency-key":
+                detail = exc.problem.get("detail") or exc.message
+                raise AirflowException(
+                    f"The service rejected the idempotency key {key!r} ({len(key)} characters): {detail}. "
+                    "Set idempotency_key= to a key it accepts"
+                ) from exc
+            if exc.status == 400:
+                raise AirflowException(f"{exc} (sent with idempotency key {key!r}, {len(key)} characters)") from exc
+            raise
+
     def _start_job(self, context: Context) -> Job:
         """Reattach to the job of an earlier try or submit one; logs the decision in one line."""
         ti = context["ti"]
-        base_key = self.idempotency_key or f"airflow:{ti.dag_id}:{ti.task_id}:{ti.run_id}:{ti.map_index}"
-        retry_key = f"{base_key}:try{ti.try_number}"
-        submit = functools.partial(
-            self.hook.submit,
-            self.job_type,
-            self.job_params,
-            meta=self.meta or None,
-            timeout_s=self.timeout_s,
-            deadline=self._deadline,
-        )
+        base = self._base_key(ti)
+        base_key, retry_key = sendable(base), sendable(try_key(base, ti.try_number))
         store = context.get("task_state_store")
         stored = store.get(STATE_KEY) if store is not None else None
         stored_id = str(stored) if stored else None
         what = f"Try {ti.try_number}, retry_strategy {self.retry_strategy.name}"
 
         if self.retry_strategy is RetryStrategy.RESUBMIT:
-            job = submit(idempotency_key=base_key if ti.try_number <= 1 else retry_key)
+            job = self._submit(base_key if ti.try_number <= 1 else retry_key)
             self.log.info("%s: submitted job %s", what, job.id)
             return job
         if stored_id:
@@ -170,17 +191,17 @@ class SubmitAndWaitOperator(BaseOperator):
                 verb = "returning the result of" if earlier.status in SUCCESS else "reattaching to"
                 self.log.info("%s: %s job %s of an earlier try (%s)", what, verb, earlier.id, earlier.raw_status)
                 return earlier
-            job = submit(idempotency_key=retry_key)
+            job = self._submit(retry_key)
             self.log.info(
                 "%s: job %s of an earlier try ended %s; submitted new job %s", what, stored_id, earlier.raw_status, job.id
             )
             return job
         # Nothing stored (first try, or a crash before the id was stored): the service's
         # idempotency key finds a job submitted under the same key if there is one.
-        job = submit(idempotency_key=base_key)
+        job = self._submit(base_key)
         if job.status in FAILURE:
             earlier_id = job.id
-            job = submit(idempotency_key=retry_key)
+            job = self._submit(retry_key)
             self.log.info("%s: job %s under this task's key ended %s; submitted new job %s", what, earlier_id, "FAILED", job.id)
         else:
             self.log.info("%s: submitted job %s (%s)", what, job.id, job.raw_status)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from airflow.sdk import DAG
 
@@ -106,3 +107,29 @@ with DAG(dag_id="semantics_not_found_grace", **COMMON):
             poll_interval=0.5,
             timeout=120,
         )
+
+
+class WithoutTaskStateStore(SubmitAndWaitOperator):
+    """The operator as it runs on Airflow 3.2 (or with a task state store that fails): a retry can
+    find the job of an earlier try only by its idempotency key."""
+
+    def execute(self, context: Any) -> Any:
+        return super().execute({k: v for k, v in context.items() if k != "task_state_store"})  # type: ignore[arg-type]
+
+
+# 7. Ids of 250 characters (Airflow's limit): the key is shortened stably, so submit works and the
+# retry (without a task state store, so only the key can find it) reattaches to the same job.
+LONG_DAG_ID = "semantics_long_ids_" + "d" * (250 - len("semantics_long_ids_"))
+LONG_TASK_ID = "t" * 250
+with DAG(dag_id=LONG_DAG_ID, **COMMON):
+    WithoutTaskStateStore(
+        task_id=LONG_TASK_ID,
+        job_type="sleep",
+        job_params={"seconds": 120},
+        poll_interval=0.5,
+        deferrable=True,
+        execution_timeout=timedelta(seconds=3),
+        cancel_on_timeout=False,
+        retries=1,
+        retry_delay=timedelta(seconds=0),
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +14,7 @@ from tests.support.clock import FakeClock
 from jobservice_provider._task import sensor_started
 from jobservice_provider.core.errors import JobNotFoundError, TransientError
 from jobservice_provider.core.job import Job
+from jobservice_provider.core.keys import MAX_KEY_LENGTH, sendable, task_key, try_key
 from jobservice_provider.core.policy import PollPolicy, RetryPolicy
 from jobservice_provider.core.retry import FailureStreak
 from jobservice_provider.core.status import FAILURE, TERMINAL, JobStatus, WaitVerdict, verdict
@@ -206,3 +208,29 @@ async def test_a_job_that_appears_within_the_grace_is_waited_on() -> None:
     service = Missing(clock, visible_at=clock.now + 10)
     result = await wait_for_job(service, spec, clock=clock, sleep=clock.sleep, rand=lambda: 0.5)
     assert result.outcome is Outcome.SUCCESS and 10 <= clock.now - 1_000 <= 11.5
+
+
+# -- 7. idempotency keys of any length ------------------------------------------------------------
+
+
+def test_a_key_the_service_accepts_is_sent_unchanged() -> None:
+    key = task_key("etl", "load", "manual__2026-01-01T00:00:00+00:00", -1)
+    assert key == "airflow:etl:load:manual__2026-01-01T00:00:00+00:00:-1"
+    assert sendable(key) == key and sendable("x" * 255) == "x" * 255
+
+
+def test_a_long_key_is_shortened_stably_with_a_hash_of_the_whole_key() -> None:
+    key = task_key("d" * 250, "t" * 250, "manual__2026-01-01T00:00:00+00:00", -1)
+    sent = sendable(key)
+    assert len(sent) == MAX_KEY_LENGTH and sent.isascii() and sent.isprintable()
+    assert sent.startswith("airflow:" + "d" * 100) and sent[-41] == "#"
+    assert sent[-40:] == hashlib.sha256(key.encode()).hexdigest()[:40]
+    assert sendable(key) == sent  # the same task always gets the same key
+    assert sendable(try_key(key, 2)) != sent and sendable(try_key(key, 2)) != sendable(try_key(key, 3))
+    other = task_key("d" * 250, "t" * 250, "manual__2026-01-01T00:00:01+00:00", -1)
+    assert sendable(other) != sent  # differs beyond the kept prefix: the hash tells them apart
+
+
+def test_a_key_with_characters_a_header_cannot_carry_is_hashed() -> None:
+    sent = sendable("clé-du-job\n")
+    assert sent.isascii() and sent.isprintable() and sent.startswith("cl?-du-job?#") and len(sent) == 12 + 40

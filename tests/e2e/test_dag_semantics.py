@@ -182,3 +182,17 @@ def test_ids_of_250_characters_submit_and_the_retry_finds_the_same_job(local_ser
     finally:
         for job in jobs:
             hook.cancel_job(job.id)
+
+
+def test_a_custom_key_of_a_mapped_task_is_scoped_by_the_map_index(local_service: Any, hook: JobServiceHook) -> None:
+    since = pendulum.now("UTC").isoformat()
+    summary, output = run_dag("semantics_mapped_keys", local_service.base_url, local_service.token)
+    assert summary["state"] == "success", output[-4000:]
+    results = [summary["tasks"][f"shared_key[{i}]"]["xcom"]["return_value"] for i in range(3)]
+    assert results == [{"n": 0}, {"n": 1}, {"n": 2}]  # three jobs, each with its own params
+    keys = {job.key: job.id for job in hook.list_jobs(created_after=since)}
+    run_id = summary["run_id"]
+    for i in range(3):
+        assert keys[f"k:map{i}"] == summary["tasks"][f"shared_key[{i}]"]["xcom"]["job_id"]
+    # keys that vary with the map index already are sent as they are
+    assert {f"{run_id}-t0", f"{run_id}-t1", f"{run_id}-a", f"{run_id}-b"} <= set(keys)

@@ -14,7 +14,7 @@ from tests.support.clock import FakeClock
 from jobservice_provider._task import sensor_started
 from jobservice_provider.core.errors import JobNotFoundError, TransientError
 from jobservice_provider.core.job import Job
-from jobservice_provider.core.keys import MAX_KEY_LENGTH, sendable, task_key, try_key
+from jobservice_provider.core.keys import MAX_KEY_LENGTH, map_scoped, sendable, task_key, try_key
 from jobservice_provider.core.policy import PollPolicy, RetryPolicy
 from jobservice_provider.core.retry import FailureStreak
 from jobservice_provider.core.status import FAILURE, TERMINAL, JobStatus, WaitVerdict, verdict
@@ -234,3 +234,10 @@ def test_a_long_key_is_shortened_stably_with_a_hash_of_the_whole_key() -> None:
 def test_a_key_with_characters_a_header_cannot_carry_is_hashed() -> None:
     sent = sendable("clé-du-job\n")
     assert sent.isascii() and sent.isprintable() and sent.startswith("cl?-du-job?#") and len(sent) == 12 + 40
+
+
+# -- 8. a mapped task's custom key is scoped by the map index -------------------------------------
+
+
+def test_a_custom_key_of_a_mapped_task_instance_is_scoped_by_its_index() -> None:
+    assert [map_scoped("k", i) for i in (-1, 0, 2)] == ["k", "k:map0", "k:map2"]

@@ -6,7 +6,7 @@ import enum
 import functools
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import Any, ClassVar
@@ -24,7 +24,7 @@ from jobservice_provider._task import (
 )
 from jobservice_provider.core.errors import InvalidRequestError, JobNotFoundError, JobServiceError
 from jobservice_provider.core.job import Job
-from jobservice_provider.core.keys import sendable, task_key, try_key
+from jobservice_provider.core.keys import map_scoped, sendable, task_key, try_key
 from jobservice_provider.core.logs import copy_log_tail
 from jobservice_provider.core.policy import PollPolicy, RetryPolicy
 from jobservice_provider.core.status import ACTIVE, FAILURE, SUCCESS, TERMINAL, JobStatus
@@ -71,7 +71,9 @@ class SubmitAndWaitOperator(BaseOperator):
     :param max_poll_interval: let checks spread out up to this many seconds as the job ages.
     :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
     :param wait_for_completion: when False, return the job id right after submitting.
-    :param idempotency_key: override the derived key (templated).
+    :param idempotency_key: override the derived key (templated). In a mapped task it is scoped
+        by the map index (``<key>:map<index>``) unless it varies with it already (the key is
+        expanded itself, or its template uses ``map_index``).
     :param retry_strategy: :class:`RetryStrategy` (default ``REATTACH``).
     :param cancel_on_kill: cancel the remote job when the task is killed, marked or cleared.
     :param cancel_on_timeout: cancel the remote job when ``execution_timeout`` ends the wait.
@@ -120,6 +122,7 @@ class SubmitAndWaitOperator(BaseOperator):
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.wait_for_completion = wait_for_completion
         self.idempotency_key = idempotency_key
+        self._key_template = idempotency_key  # before rendering: does it use the map index?
         try:
             self.retry_strategy = RetryStrategy(str(getattr(retry_strategy, "value", retry_strategy)).lower())
         except ValueError:
@@ -145,9 +148,30 @@ class SubmitAndWaitOperator(BaseOperator):
     # -- submit or reattach ----------------------------------------------------------------
     def _base_key(self, ti: Any) -> str:
         """The key of this task instance's first try, before shortening."""
-        if self.idempotency_key:
-            return str(self.idempotency_key)
-        return task_key(ti.dag_id, ti.task_id, ti.run_id, ti.map_index)
+        if not self.idempotency_key:
+            return task_key(ti.dag_id, ti.task_id, ti.run_id, ti.map_index)
+        key = str(self.idempotency_key)
+        if ti.map_index >= 0 and not self._key_varies_with_map_index():
+            return map_scoped(key, ti.map_index)
+        return key
+
+    def _key_varies_with_map_index(self) -> bool:
+        """Whether a custom key is already one per map index: it is expanded itself, or its
+        template uses the map index. When that cannot be told, it is taken not to vary (so it
+        gets scoped: harmless for a key that varies, and it never shares one job between indexes)."""
+        if "map_index" in str(self._key_template or ""):
+            return True
+        try:
+            mapped = self.dag.task_dict.get(self.task_id)
+            expand_input = getattr(mapped, "expand_input", None)
+            value = getattr(expand_input, "value", None)
+            if isinstance(value, Mapping):  # .expand(idempotency_key=[...])
+                return "idempotency_key" in value
+            if isinstance(value, list | tuple):  # .expand_kwargs([{...}, ...]) given literally
+                return any(isinstance(kwargs, Mapping) and "idempotency_key" in kwargs for kwargs in value)
+        except Exception:
+            return False
+        return False
 
     def _submit(self, key: str) -> Job:
         """Submit this task's job under ``key`` (as sent: shortened if long)."""

@@ -133,3 +133,21 @@ with DAG(dag_id=LONG_DAG_ID, **COMMON):
         retries=1,
         retry_delay=timedelta(seconds=0),
     )
+
+# 8. Mapped tasks with a custom key: .partial(idempotency_key="k") over three params is three jobs
+# (the key is scoped by the map index); a key that varies with the index already is kept as is.
+with DAG(dag_id="semantics_mapped_keys", **COMMON):
+    SubmitAndWaitOperator.partial(
+        task_id="shared_key", job_type="sleep", idempotency_key="k", deferrable=True, poll_interval=0.5
+    ).expand(job_params=[{"seconds": 0.5, "result": {"n": n}} for n in range(3)])
+    SubmitAndWaitOperator.partial(
+        task_id="templated_key",
+        job_type="sleep",
+        job_params={"seconds": 0},
+        idempotency_key="{{ run_id }}-t{{ ti.map_index }}",
+        deferrable=True,
+        poll_interval=0.5,
+    ).expand(meta=[{"n": 0}, {"n": 1}])
+    SubmitAndWaitOperator.partial(
+        task_id="expanded_key", job_type="sleep", job_params={"seconds": 0}, deferrable=True, poll_interval=0.5
+    ).expand(idempotency_key=["{{ run_id }}-a", "{{ run_id }}-b"])

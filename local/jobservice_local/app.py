@@ -8,11 +8,12 @@ import math
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 from multidict import MultiMapping
 
-from jobservice_local.models import dumps, format_timestamp, loads, parse_timestamp
+from jobservice_local.guard import HostRule, check_request
+from jobservice_local.models import JsonLimitError, dumps, format_timestamp, loads, parse_timestamp
 from jobservice_local.problems import (
     PROBLEM_CONTENT_TYPE,
     SLUG_BY_STATUS,
@@ -92,6 +93,27 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return problem_response(Problem(500, "internal-error", "the job service failed to handle the request"))
+
+
+def browser_guard_middleware(rule: HostRule) -> Middleware:
+    """Refuse what only a web page would send (see :mod:`jobservice_local.guard`), before auth."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        headers = request.headers
+        refusal = check_request(
+            rule,
+            host=headers.get(hdrs.HOST),
+            origin=headers.get(hdrs.ORIGIN),
+            fetch_site=headers.get("Sec-Fetch-Site"),
+            content_type=headers.get(hdrs.CONTENT_TYPE),
+            has_body=request.body_exists,
+        )
+        if refusal is not None:
+            raise Problem(refusal.status, refusal.rule, refusal.detail)
+        return await handler(request)
+
+    return guard
 
 
 def auth_middleware(token: str | None) -> Middleware:
@@ -198,6 +220,10 @@ async def _json_object_body(request: web.Request) -> dict[str, Any]:
     raw = await request.read()
     try:
         body = loads(raw.decode("utf-8"))
+    except JsonLimitError as exc:
+        raise invalid_request(
+            f"the request body is beyond a limit of this service: {exc}", limit=exc.limit, **{exc.limit: exc.value}
+        ) from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise invalid_request(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
@@ -435,7 +461,11 @@ async def _on_shutdown(app: web.Application) -> None:
 def build_app(service: LocalJobService) -> web.Application:
     """The aiohttp application for ``service`` (started and stopped with the app)."""
     app = web.Application(
-        middlewares=[problem_middleware, auth_middleware(service.config.token)],
+        middlewares=[
+            problem_middleware,
+            browser_guard_middleware(HostRule.for_listen_address(service.config.listen_host, service.config.allowed_hosts)),
+            auth_middleware(service.config.token),
+        ],
         client_max_size=MAX_BODY_BYTES,
     )
     app[SERVICE_KEY] = service

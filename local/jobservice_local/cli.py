@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser("serve", help="run the job service (HTTP API v1)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another name the Host header may give (repeatable); by default only the --host address and localhost",
+    )
     serve.add_argument("--port", type=_port, default=8765, help="port to listen on; 0 picks a free one (default: 8765)")
     serve.add_argument("--db", default=DEFAULT_DB, help=f"SQLite database file (default: {DEFAULT_DB})")
     auth = serve.add_mutually_exclusive_group()
@@ -188,6 +195,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.no_auth and (args.allow_python or args.allow_command):
+        flags = " and ".join(
+            flag for flag, on in (("--allow-python", args.allow_python), ("--allow-command", args.allow_command)) if on
+        )
+        parser.error(
+            f"refusing --no-auth with {flags}: those job types run arbitrary code, and without a token anyone who can "
+            "reach the port could run it as you; give a token instead (--token-file FILE or JOBSERVICE_TOKEN)"
+        )
     if args.no_auth and not is_loopback(args.host):
         parser.error(
             f"refusing to serve without authentication on non-loopback host {args.host!r}; "
@@ -203,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         allow_command=args.allow_command,
         max_concurrency=args.max_concurrency,
         cancel_grace=args.cancel_grace,
+        listen_host=args.host,
+        allowed_hosts=tuple(args.allowed_host),
     )
     try:
         return asyncio.run(serve(config, args.host, args.port))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import time
 import uuid
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ RECORD_FIELDS: tuple[str, ...] = (
 )
 
 CANCELLED_ERROR = {"type": "Cancelled", "message": "cancelled by request"}
+UNDECODABLE_ERROR_TYPE = "UndecodableRecord"
 RESTARTED_ERROR = {
     "type": "ServiceRestarted",
     "message": "the job service restarted while this job was running; the job's work was lost",
@@ -91,13 +93,80 @@ def dumps(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
+#: most levels of nested arrays and objects in any JSON this service reads (a request body counts as 1).
+MAX_JSON_DEPTH = 64
+#: integers must fit in 64 bits (what SQLite, Go and Java clients can hold).
+MIN_JSON_INT, MAX_JSON_INT = -(2**63), 2**63 - 1
+_MAX_INT_CHARS = len(str(MIN_JSON_INT))
+
+
+class JsonLimitError(ValueError):
+    """JSON that is valid but beyond one of this service's limits.
+
+    :param message: what is wrong, naming the limit.
+    :param limit: the limit's name (``max_depth``, ``integer_range``, ``finite_numbers``).
+    :param value: the limit's value, for the problem answer.
+    """
+
+    def __init__(self, message: str, limit: str, value: Any) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.value = value
+
+
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+    raise JsonLimitError(f"{name} is not a JSON number (numbers must be finite)", "finite_numbers", True)
 
 
-def loads(text: str | bytes) -> Any:
-    """Strict JSON parsing (no NaN/Infinity)."""
-    return json.loads(text, parse_constant=_reject_constant)
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise JsonLimitError(f"the number {text[:40]} is too large for a double (numbers must be finite)", "finite_numbers", True)
+    return value
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > _MAX_INT_CHARS or not MIN_JSON_INT <= (value := int(text)) <= MAX_JSON_INT:
+        shown = text if len(text) <= 40 else f"{text[:20]}… ({len(text)} characters)"
+        raise JsonLimitError(
+            f"the integer {shown} is out of range; integers must be from {MIN_JSON_INT} to {MAX_JSON_INT}",
+            "integer_range",
+            [MIN_JSON_INT, MAX_JSON_INT],
+        )
+    return value
+
+
+def json_depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests arrays and objects more than ``limit`` levels deep (iteratively: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _too_deep(limit: int) -> JsonLimitError:
+    return JsonLimitError(f"arrays and objects nest more than {limit} levels deep (limit: {limit})", "max_depth", limit)
+
+
+def loads(text: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Strict, bounded JSON parsing: no NaN/Infinity, finite numbers, 64-bit integers, at most ``max_depth`` levels.
+
+    Raises ``ValueError`` (a :class:`JsonLimitError` for a limit) and never ``RecursionError``:
+    whatever this returns can be encoded again, so nothing stored can later break a read.
+    """
+    try:
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_parse_float, parse_int=_parse_int)
+    except RecursionError:
+        raise _too_deep(max_depth) from None
+    if json_depth_exceeds(value, max_depth):
+        raise _too_deep(max_depth)
+    return value
 
 
 def request_fingerprint(job_type: str, params: Any, meta: Any, timeout_s: float | None) -> str:
@@ -144,6 +213,8 @@ class StoredJob:
     result_json: str | None = None
     #: whether the row exists in SQLite (then only the mutable columns are written).
     persisted: bool = False
+    #: read from a row that could not be decoded and not yet recorded as FAILED because of it.
+    needs_settling: bool = False
 
     def record(self) -> dict[str, Any]:
         """The job record exactly as the API returns it."""

@@ -11,6 +11,9 @@ PROBLEM_TYPE_PREFIX = "urn:jobservice:problem:"
 #: slug -> title; the titles are stable, the ``detail`` says what exactly went wrong.
 TITLES: dict[str, str] = {
     "unauthorized": "Unauthorized",
+    "host-not-allowed": "Host not allowed",
+    "cross-origin-request": "Cross-origin request refused",
+    "unsupported-media-type": "Request body must be JSON",
     "invalid-request": "Invalid request",
     "unknown-job-type": "Unknown job type",
     "job-type-disabled": "Job type disabled",

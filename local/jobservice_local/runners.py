@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from jobservice_local.jobtypes import CommandSpec, PythonSpec, SleepSpec
-from jobservice_local.models import dumps, loads
+from jobservice_local.models import JsonLimitError, dumps, loads
 from jobservice_local.progress import MAX_MESSAGE_CHARS, PROGRESS_FD_ENV
 from jobservice_local.status import JobStatus
 
@@ -259,6 +259,9 @@ class ProcessExecution:
                 return
             try:
                 message = loads(line)
+            except JsonLimitError as exc:
+                self.error = {"type": "MessageBeyondLimits", "message": f"a message from the job is beyond a limit: {exc}"}
+                continue
             except ValueError:
                 continue
             if not isinstance(message, dict):

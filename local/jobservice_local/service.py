@@ -58,6 +58,8 @@ FLUSH_RETRY_DELAY = 1.0
 FLUSH_BATCH = 2000
 #: most ids in one ``IN (...)`` lookup: SQLite before 3.32 binds at most 999 parameters.
 STORE_LOOKUP_CHUNK = 500
+#: our cursors are ~100 characters; anything much longer is not one of them.
+MAX_CURSOR_LENGTH = 1024
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -70,6 +72,8 @@ class LocalConfig:
     :param allow_command: enable the ``command`` job type.
     :param max_concurrency: at most this many jobs RUNNING (or CANCELLING) at once.
     :param cancel_grace: seconds between SIGTERM and SIGKILL when stopping a process.
+    :param listen_host: the address the service listens on (the ``Host`` header must name it).
+    :param allowed_hosts: more names the ``Host`` header may give (``--allowed-host``).
     """
 
     db_path: Path
@@ -78,6 +82,8 @@ class LocalConfig:
     allow_command: bool = False
     max_concurrency: int = 10_000
     cancel_grace: float = 5.0
+    listen_host: str = "127.0.0.1"
+    allowed_hosts: tuple[str, ...] = ()
 
     @property
     def enabled_types(self) -> frozenset[str]:
@@ -109,8 +115,10 @@ def encode_cursor(job: StoredJob) -> str:
 def decode_cursor(cursor: str) -> tuple[str, str]:
     """The keyset position of a cursor; raise a 400 problem if it is not one of ours."""
     try:
+        if len(cursor) > MAX_CURSOR_LENGTH:
+            raise ValueError("too long")
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, job_id = loads(raw)
+        created_at, job_id = loads(raw, max_depth=1)
         if not isinstance(created_at, str) or not isinstance(job_id, str):
             raise ValueError(cursor)
     except (ValueError, TypeError, binascii.Error):
@@ -178,7 +186,10 @@ class LocalJobService:
         self.store.open()
         failed = cancelled = queued = 0
         for job in self.store.active():
-            if job.status is JobStatus.QUEUED:
+            if job.needs_settling:
+                self._settle_undecodable(job)
+                failed += 1
+            elif job.status is JobStatus.QUEUED:
                 self._remember(job)
                 self._queue.append(job.id)
                 queued += 1
@@ -333,15 +344,30 @@ class LocalJobService:
 
     # ------------------------------------------------------------------ queries
 
+    def _settle_undecodable(self, job: StoredJob) -> None:
+        """Record as FAILED a job whose stored row could not be decoded (the store reports it so)."""
+        job.needs_settling = False
+        job.finished_at = self.clock.now()
+        assert job.error is not None
+        log.warning("job %s: %s", job.id, job.error["message"])
+        self._changed(job, job.finished_at)
+
+    def _stored(self, job: StoredJob | None) -> StoredJob | None:
+        if job is not None and job.needs_settling:
+            self._settle_undecodable(job)
+        return job
+
     def get(self, job_id: str) -> StoredJob | None:
         """The job ``job_id`` (without its result), or ``None``."""
-        return self._live.get(job_id) or self.store.get(job_id)
+        return self._live.get(job_id) or self._stored(self.store.get(job_id))
 
     def get_many(self, job_ids: list[str]) -> tuple[list[StoredJob], list[str]]:
         """The jobs among ``job_ids`` in the order asked (duplicates once) and the missing ids."""
         unique = list(dict.fromkeys(job_ids))
         found = {job_id: self._live[job_id] for job_id in unique if job_id in self._live}
-        found.update(self.store.get_many([job_id for job_id in unique if job_id not in found]))
+        for job in self.store.get_many([job_id for job_id in unique if job_id not in found]).values():
+            self._stored(job)
+            found[job.id] = job
         jobs = [found[job_id] for job_id in unique if job_id in found]
         return jobs, [job_id for job_id in unique if job_id not in found]
 
@@ -359,6 +385,8 @@ class LocalJobService:
         after = decode_cursor(cursor) if cursor is not None else None
         jobs = self.store.list_page(statuses=statuses, types=types, created_after=created_after, after=after, limit=limit + 1)
         # The flush above made the rows current; prefer the in-memory objects anyway.
+        for job in jobs:
+            self._stored(job)
         page = [self._live.get(job.id, job) for job in jobs[:limit]]
         return page, encode_cursor(page[-1]) if len(jobs) > limit else None
 
@@ -377,7 +405,9 @@ class LocalJobService:
         stored_ids = [job_id for job_id in seen if job_id not in self._live]
         stored: dict[str, StoredJob] = {}
         for start in range(0, len(stored_ids), STORE_LOOKUP_CHUNK):
-            stored.update(self.store.get_many(stored_ids[start : start + STORE_LOOKUP_CHUNK]))
+            for found in self.store.get_many(stored_ids[start : start + STORE_LOOKUP_CHUNK]).values():
+                stored[found.id] = found
+                self._stored(found)
         changed: list[StoredJob] = []
         missing: list[str] = []
         for job_id, version in seen.items():
@@ -482,7 +512,7 @@ class LocalJobService:
         job_id = self._live_keys.get(key)
         if job_id is not None:
             return self._live[job_id]
-        return self.store.find_by_key(key)
+        return self._stored(self.store.find_by_key(key))
 
     async def submit(self, submission: Submission, key: str | None) -> tuple[StoredJob, bool]:
         """Create a job (or return the one submitted earlier with ``key``).

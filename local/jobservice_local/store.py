@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from jobservice_local.models import StoredJob, dumps, loads
+from jobservice_local.models import UNDECODABLE_ERROR_TYPE, StoredJob, dumps, empty_progress, loads
 from jobservice_local.status import JobStatus
 
 try:
@@ -165,27 +165,10 @@ class JobStore:
 
     @staticmethod
     def _job(row: Sequence[Any]) -> StoredJob:
-        return StoredJob(
-            id=row[0],
-            key=row[1],
-            fingerprint=row[2],
-            type=row[3],
-            params=loads(row[4]),
-            meta=loads(row[5]),
-            timeout_s=row[6],
-            status=JobStatus(row[7]),
-            version=row[8],
-            progress=loads(row[9]),
-            attempt=row[10],
-            created_at=row[11],
-            started_at=row[12],
-            updated_at=row[13],
-            finished_at=row[14],
-            error=loads(row[15]) if row[15] is not None else None,
-            params_json=row[4],
-            meta_json=row[5],
-            persisted=True,
-        )
+        try:
+            return _decode(row)
+        except Exception as exc:  # anything at all: one bad row must never break a read or a start
+            return _undecodable(row, exc)
 
     def get(self, job_id: str) -> StoredJob | None:
         """One job (without its result), or ``None``."""
@@ -253,3 +236,99 @@ class JobStore:
 def log_dir_for(db_path: Path) -> Path:
     """Where the job logs of the database at ``db_path`` live."""
     return Path(os.fspath(db_path) + ".logs")
+
+
+def _text(value: Any, name: str, *, optional: bool = False) -> Any:
+    if (value is None and optional) or isinstance(value, str):
+        return value
+    raise ValueError(f"column {name!r} holds {type(value).__name__}, not text")
+
+
+def _integer(value: Any, name: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError(f"column {name!r} holds {type(value).__name__}, not an integer")
+
+
+def _json_column(value: Any, name: str, kind: type, *, optional: bool = False) -> Any:
+    if value is None and optional:
+        return None
+    decoded = loads(_text(value, name))
+    if not isinstance(decoded, kind):
+        raise ValueError(f"column {name!r} holds JSON that is not an {kind.__name__}")
+    return decoded
+
+
+def _decode(row: Sequence[Any]) -> StoredJob:
+    """A row as a job; raises if any column is not what this service writes."""
+    timeout_s = row[6]
+    if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))):
+        raise ValueError("column 'timeout_s' is not a number")
+    progress = _json_column(row[9], "progress", dict)
+    error = _json_column(row[15], "error", dict, optional=True)
+    return StoredJob(
+        id=_text(row[0], "id"),
+        key=_text(row[1], "key", optional=True),
+        fingerprint=_text(row[2], "fingerprint"),
+        type=_text(row[3], "type"),
+        params=_json_column(row[4], "params", dict),
+        meta=_json_column(row[5], "meta", dict),
+        timeout_s=timeout_s,
+        status=JobStatus(row[7]),
+        version=_integer(row[8], "version"),
+        progress=progress,
+        attempt=_integer(row[10], "attempt"),
+        created_at=_text(row[11], "created_at"),
+        started_at=_text(row[12], "started_at", optional=True),
+        updated_at=_text(row[13], "updated_at"),
+        finished_at=_text(row[14], "finished_at", optional=True),
+        error=error,
+        params_json=row[4],
+        meta_json=row[5],
+        persisted=True,
+    )
+
+
+def _undecodable(row: Sequence[Any], exc: Exception) -> StoredJob:
+    """A job whose row cannot be decoded, as a FAILED job saying so (what can be kept of the row is kept)."""
+    reason = f"{type(exc).__name__}: {exc}"[:300]
+    message = f"the job service could not decode this job's stored record ({reason}); it is reported FAILED and will not run"
+    error = {"type": UNDECODABLE_ERROR_TYPE, "message": message}
+    job_id = row[0] if isinstance(row[0], str) else str(row[0])
+    version = row[8] if isinstance(row[8], int) and not isinstance(row[8], bool) else 0
+
+    def text(value: Any, default: str | None) -> str | None:
+        return value if isinstance(value, str) else default
+
+    created_at = text(row[11], None) or "1970-01-01T00:00:00.000000Z"
+    settled = row[7] == JobStatus.FAILED.value and _error_type(row[15]) == UNDECODABLE_ERROR_TYPE
+    return StoredJob(
+        id=job_id,
+        key=text(row[1], None),
+        fingerprint=text(row[2], "") or "",
+        type=text(row[3], "unknown") or "unknown",
+        params={},
+        meta={},
+        timeout_s=None,
+        status=JobStatus.FAILED,
+        version=version,
+        progress=empty_progress(),
+        attempt=row[10] if isinstance(row[10], int) and not isinstance(row[10], bool) else 1,
+        created_at=created_at,
+        started_at=text(row[12], None),
+        updated_at=text(row[13], None) or created_at,
+        finished_at=text(row[14], None) if settled else None,
+        error=error,
+        params_json="{}",
+        meta_json="{}",
+        persisted=True,
+        needs_settling=not settled,
+    )
+
+
+def _error_type(value: Any) -> Any:
+    try:
+        error = loads(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return error.get("type") if isinstance(error, dict) else None

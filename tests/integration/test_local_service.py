@@ -3,145 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-from multidict import CIMultiDictProxy
-from tests.support.local_service import LocalService
+from tests.support.local_service import TERMINAL, Api, LocalService, api_for, assert_problem, pid_alive
 
 pytestmark = pytest.mark.integration
 
-PROBLEM_JSON = "application/problem+json"
-PROBLEM_PREFIX = "urn:jobservice:problem:"
-TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 SLEEP_60 = [sys.executable, "-c", "import os, time; print(os.getpid(), flush=True); time.sleep(60)"]
 IGNORE_TERM_SLEEP_60 = [
     sys.executable,
     "-c",
     "import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(os.getpid(), flush=True); time.sleep(60)",
 ]
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-class Api:
-    """A thin test client for API v1 (no retries: every response is asserted on)."""
-
-    def __init__(self, session: aiohttp.ClientSession, service: LocalService) -> None:
-        self.session = session
-        self.service = service
-
-    async def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        data: bytes | None = None,
-        params: Any = None,
-        headers: dict[str, str] | None = None,
-        auth: bool = True,
-    ) -> tuple[int, Any, CIMultiDictProxy[str]]:
-        all_headers = dict(self.service.headers) if auth else {}
-        all_headers.update(headers or {})
-        async with self.session.request(
-            method, self.service.url(path), json=json, data=data, params=params, headers=all_headers
-        ) as response:
-            body = await response.json(content_type=None)
-            return response.status, body, response.headers
-
-    async def submit(
-        self, job_type: str, params: dict[str, Any] | None = None, *, key: str | None = None, **fields: Any
-    ) -> dict[str, Any]:
-        body = {"type": job_type, "params": params or {}, **fields}
-        headers = {"Idempotency-Key": key} if key else None
-        status, job, _ = await self.call("POST", "/v1/jobs", json=body, headers=headers)
-        assert status == 201, job
-        return job  # type: ignore[no-any-return]
-
-    async def get(self, job_id: str, **params: Any) -> dict[str, Any]:
-        status, job, _ = await self.call("GET", f"/v1/jobs/{job_id}", params=params or None)
-        assert status == 200, job
-        return job  # type: ignore[no-any-return]
-
-    async def cancel(self, job_id: str) -> dict[str, Any]:
-        status, job, _ = await self.call("POST", f"/v1/jobs/{job_id}/cancel")
-        assert status == 200, job
-        return job  # type: ignore[no-any-return]
-
-    async def batch(self, job_ids: list[str]) -> dict[str, Any]:
-        status, body, _ = await self.call("GET", "/v1/jobs", params=[("id", job_id) for job_id in job_ids])
-        assert status == 200, body
-        return body  # type: ignore[no-any-return]
-
-    async def watch(self, seen: dict[str, int], wait_s: float = 0) -> dict[str, Any]:
-        status, body, _ = await self.call("POST", "/v1/watch", json={"seen": seen, "wait_s": wait_s})
-        assert status == 200, body
-        return body  # type: ignore[no-any-return]
-
-    async def logs(self, job_id: str, **params: Any) -> dict[str, Any]:
-        status, body, _ = await self.call("GET", f"/v1/jobs/{job_id}/logs", params=params or None)
-        assert status == 200, body
-        return body  # type: ignore[no-any-return]
-
-    async def wait_for(
-        self, job_id: str, done: Callable[[dict[str, Any]], bool] | set[str], timeout: float = 20.0
-    ) -> dict[str, Any]:
-        """Long-poll the job until ``done`` (a predicate or a set of statuses) holds."""
-        check = done if callable(done) else (lambda job: job["status"] in done)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        job = await self.get(job_id)
-        while not check(job):
-            remaining = deadline - loop.time()
-            assert remaining > 0, f"job {job_id} did not get there within {timeout}s; last record: {job}"
-            job = await self.get(job_id, wait_s=f"{min(remaining, 10):.3f}", seen=job["version"])
-        return job
-
-    async def wait_for_log(self, job_id: str, timeout: float = 20.0) -> str:
-        """The job's log once it is not empty (bounded polling: logs have no long-poll)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            data = (await self.logs(job_id))["data"]
-            if data.strip():
-                return str(data)
-            assert time.monotonic() < deadline, f"job {job_id} wrote nothing to its log within {timeout}s"
-            await asyncio.sleep(0.05)
-
-
-@contextlib.asynccontextmanager
-async def api_for(service: LocalService, connections: int = 100) -> AsyncIterator[Api]:
-    connector = aiohttp.TCPConnector(limit=connections)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=90)) as session:
-        yield Api(session, service)
-
-
-def assert_problem(status: int, body: Any, headers: Any, expected_status: int, slug: str) -> None:
-    assert status == expected_status, body
-    assert headers["Content-Type"].startswith(PROBLEM_JSON), headers["Content-Type"]
-    assert body["type"] == PROBLEM_PREFIX + slug, body
-    assert body["status"] == expected_status
-    assert body["title"] and body["detail"]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def new_key() -> str:

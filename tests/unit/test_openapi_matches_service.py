@@ -16,7 +16,7 @@ from jobservice_local.app import (
     WATCH_FIELDS,
     build_app,
 )
-from jobservice_local.models import RECORD_FIELDS, StoredJob, empty_progress
+from jobservice_local.models import MAX_JSON_DEPTH, MAX_JSON_INT, MIN_JSON_INT, RECORD_FIELDS, StoredJob, empty_progress
 from jobservice_local.problems import PROBLEM_CONTENT_TYPE, TITLES, problem_body
 from jobservice_local.service import LocalConfig, LocalJobService
 from jobservice_local.status import JobStatus
@@ -106,6 +106,9 @@ def test_request_bodies_match(doc: dict[str, Any]) -> None:
 
 
 def test_documented_limits_match_the_service(doc: dict[str, Any]) -> None:
+    description = " ".join(doc["info"]["description"].split())
+    assert f"nest at most {MAX_JSON_DEPTH} levels deep" in description
+    assert f"({MIN_JSON_INT} to {MAX_JSON_INT})" in description
     watch = doc["components"]["schemas"]["WatchRequest"]["properties"]
     assert watch["seen"]["maxProperties"] == MAX_WATCH_IDS
     assert watch["wait_s"]["maximum"] == MAX_WAIT_S
@@ -119,6 +122,9 @@ def test_every_operation_documents_auth_and_problem_errors(doc: dict[str, Any]) 
     for (method, path), operation in _operations(doc).items():
         responses = operation["responses"]
         assert "401" in responses, f"{method} {path} does not document 401"
+        # The browser rules (jobservice_local.guard) apply to every call; the media type to every body.
+        assert {"403", "421"} <= set(responses), f"{method} {path} does not document the browser rules"
+        assert ("415" in responses) == ((method, path) in BODY_FIELDS), f"{method} {path}: 415 where a body is read"
         for code, response in responses.items():
             content = _resolve(doc, response).get("content", {})
             if int(code) >= 400:

@@ -1,0 +1,231 @@
+"""The local job service on a developer's laptop: browsers, rebinding, hostile input, secrets, crashes (issue 14)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.support import local_service as support
+from tests.support.local_service import Api, LocalService, api_for, assert_problem
+
+pytestmark = pytest.mark.integration
+
+# What a web page can make a browser send to 127.0.0.1 without a CORS preflight, from a page
+# whose host name a DNS rebinding attack has pointed at 127.0.0.1.
+CROSS_SITE = {"Content-Type": "text/plain", "Origin": "http://evil.example", "Host": "attacker.rebind.example"}
+
+
+@pytest.fixture(scope="module")
+def command_svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
+    with LocalService(tmp_path_factory.mktemp("command-service"), extra_args=["--allow-command"]) as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+def open_svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
+    """``--no-auth``: sleep jobs only (process job types cannot be combined with it)."""
+    with LocalService(tmp_path_factory.mktemp("open-service"), token=None) as service:
+        yield service
+
+
+def own_host(service: LocalService) -> str:
+    """The ``Host`` header a client of ``service`` sends (the shaping proxy's port in shaped mode)."""
+    return service.base_url.removeprefix("http://")
+
+
+async def job_count(api: Api) -> int:
+    status, page, _ = await api.call("GET", "/v1/jobs")
+    assert status == 200, page
+    return len(page["jobs"])
+
+
+async def raw_post(api: Api, body: str, headers: dict[str, str]) -> tuple[int, Any, Any]:
+    return await api.call("POST", "/v1/jobs", data=body.encode(), headers=headers)
+
+
+# ---------------------------------------------------------------------- browsers and rebinding
+
+
+async def test_a_cross_site_post_is_refused_and_runs_nothing(command_svc: LocalService, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    body = f'{{"type": "command", "params": {{"argv": ["/bin/sh", "-c", "id > {marker}"]}}}}'
+    async with api_for(command_svc) as api:
+        before = await job_count(api)
+        # Even with the right token (a page never has it), each browser rule alone refuses the request.
+        own = own_host(command_svc)
+        for headers, expected_status, slug in [
+            (CROSS_SITE, 421, "host-not-allowed"),
+            ({**CROSS_SITE, "Host": own}, 403, "cross-origin-request"),
+            ({**CROSS_SITE, "Host": own, "Origin": f"http://{own}"}, 415, "unsupported-media-type"),
+            ({"Content-Type": "application/json", "Host": own, "Sec-Fetch-Site": "cross-site"}, 403, "cross-origin-request"),
+            ({"Content-Type": "application/x-www-form-urlencoded", "Host": own}, 415, "unsupported-media-type"),
+        ]:
+            status, problem, response_headers = await raw_post(api, body, headers)
+            assert_problem(status, problem, response_headers, expected_status, slug)
+        # The same body as JSON from a program, with the service's own Origin, is accepted: the rules refused the rest.
+        status, job, _ = await raw_post(api, body, {"Content-Type": "application/json", "Origin": f"http://{own}"})
+        assert status == 201, job
+        await api.wait_for(job["id"], {"SUCCEEDED"})
+        assert marker.exists()
+        marker.unlink()
+        status, _, _ = await raw_post(api, body, CROSS_SITE)
+        await asyncio.sleep(0.5)
+        assert status == 421 and not marker.exists(), "a refused request must run nothing"
+        assert await job_count(api) == before + 1
+
+
+async def test_without_auth_the_browser_rules_still_refuse(open_svc: LocalService) -> None:
+    async with api_for(open_svc) as api:
+        body = '{"type": "sleep", "params": {"seconds": 0}}'
+        status, problem, headers = await raw_post(api, body, CROSS_SITE)
+        assert_problem(status, problem, headers, 421, "host-not-allowed")
+        assert "attacker.rebind.example" in problem["detail"]
+        status, problem, headers = await raw_post(api, body, {**CROSS_SITE, "Host": own_host(open_svc)})
+        assert_problem(status, problem, headers, 403, "cross-origin-request")
+        assert "evil.example" in problem["detail"]
+        assert await job_count(api) == 0
+
+
+async def test_the_host_header_must_name_the_service(open_svc: LocalService) -> None:
+    port = own_host(open_svc).rpartition(":")[2]
+    async with api_for(open_svc) as api:
+        for host in ("attacker.example", f"attacker.example:{port}", "127.0.0.2", "localhost.evil.example", "[::1]"):
+            status, problem, headers = await api.call("GET", "/v1/health", headers={"Host": host})
+            assert_problem(status, problem, headers, 421, "host-not-allowed")
+            assert "localhost" in problem["detail"] and "127.0.0.1" in problem["detail"]
+        for host in (f"127.0.0.1:{port}", "127.0.0.1", f"localhost:{port}", "LOCALHOST.", "127.0.0.1:1"):
+            status, health, _ = await api.call("GET", "/v1/health", headers={"Host": host})
+            assert status == 200, (host, health)
+
+
+async def test_allowed_host_adds_a_name(tmp_path: Path) -> None:
+    with LocalService(tmp_path, extra_args=["--allowed-host", "jobs.internal"]) as service:
+        async with api_for(service) as api:
+            status, health, _ = await api.call("GET", "/v1/health", headers={"Host": "jobs.internal:8765"})
+            assert status == 200, health
+            status, problem, headers = await api.call("GET", "/v1/health", headers={"Host": "other.internal"})
+            assert_problem(status, problem, headers, 421, "host-not-allowed")
+
+
+@pytest.mark.parametrize("flags", [["--allow-command"], ["--allow-python"], ["--allow-python", "--allow-command"]])
+def test_no_auth_with_process_job_types_exits_with_a_clear_message(tmp_path: Path, flags: list[str]) -> None:
+    db = tmp_path / "x.db"
+    command = support.serve_command("--port", "0", "--db", db, "--no-auth", *flags)
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert "refusing --no-auth with " + " and ".join(flags) in refused.stderr
+    assert "arbitrary code" in refused.stderr and not db.exists()
+
+
+# ---------------------------------------------------------------------- bad input cannot poison it
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+async def test_params_beyond_the_limits_are_400_naming_the_limit(command_svc: LocalService) -> None:
+    async with api_for(command_svc) as api:
+        before = await job_count(api)
+        for params, limit, mentioned in [
+            (f'{{"result": {nested(1000)}}}', "max_depth", "64"),
+            (f'{{"result": {nested(63)}}}', "max_depth", "64"),  # the body is level 1, params 2, result 3…
+            ('{"seconds": 1e400}', "finite_numbers", "1e400"),
+            ('{"result": -1e400}', "finite_numbers", "-1e400"),
+            ('{"result": 123456789012345678901234567890}', "integer_range", "9223372036854775807"),
+            ('{"result": NaN}', "finite_numbers", "NaN"),
+            ('{"result": Infinity}', "finite_numbers", "Infinity"),
+        ]:
+            body = f'{{"type": "sleep", "params": {params}}}'
+            status, problem, headers = await raw_post(api, body, {"Content-Type": "application/json"})
+            assert_problem(status, problem, headers, 400, "invalid-request")
+            assert problem["limit"] == limit and mentioned in problem["detail"], problem
+        assert await job_count(api) == before, "a refused submission stores nothing"
+
+        # Just within the limits (body, params, result, d: 4 levels, then 60 more): stored, run and read back.
+        status, job, _ = await raw_post(
+            api,
+            f'{{"type": "sleep", "params": {{"seconds": 0, "result": {{"d": {nested(60)}, "n": 9223372036854775807}}}}}}',
+            {"Content-Type": "application/json"},
+        )
+        assert status == 201, job
+        await api.wait_for(job["id"], {"SUCCEEDED"})
+        status, result, _ = await api.call("GET", f"/v1/jobs/{job['id']}/result")
+        assert status == 200 and result["result"] == {"d": json.loads(nested(60)), "n": 2**63 - 1}
+        assert (await api.batch([job["id"]]))["jobs"][0]["status"] == "SUCCEEDED"
+        assert (await api.watch({job["id"]: 1}))["jobs"][0]["id"] == job["id"]
+
+
+async def test_a_deeply_nested_cursor_is_400(command_svc: LocalService) -> None:
+    async with api_for(command_svc) as api:
+        for raw in (
+            nested(2000).encode(),
+            nested(300).encode(),
+            b'["2026-01-01T00:00:00.000000Z", "j_1", ' + nested(3).encode() + b"]",
+            b"1e400",
+        ):
+            cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+            status, problem, headers = await api.call("GET", "/v1/jobs", params={"cursor": cursor})
+            assert_problem(status, problem, headers, 400, "invalid-request")
+            assert problem["param"] == "cursor"
+
+
+async def test_an_undecodable_row_fails_that_job_only(tmp_path: Path) -> None:
+    """A database holding rows this service cannot decode starts, serves every other job, and fails those."""
+    service = LocalService(tmp_path, extra_args=["--max-concurrency", "1"])
+    with service:
+        async with api_for(service) as api:
+            done = await api.submit("sleep", {"seconds": 0, "result": "kept"})
+            await api.wait_for(done["id"], {"SUCCEEDED"})
+            blocker = await api.submit("sleep", {"seconds": 60})
+            await api.wait_for(blocker["id"], {"RUNNING"})
+            queued = [await api.submit("sleep", {"seconds": 0, "result": i}) for i in range(4)]
+            await api.cancel(blocker["id"])
+            await api.wait_for(queued[-1]["id"], {"SUCCEEDED"})
+            poisoned_queued = await api.submit("sleep", {"seconds": 60})
+            await api.wait_for(poisoned_queued["id"], {"RUNNING"})
+            still_queued = await api.submit("sleep", {"seconds": 0, "result": "after"})
+    # What an older service (or a disk) can leave behind: params nested past any parser, text that is
+    # not JSON, a status this service never writes.
+    with sqlite3.connect(service.db_path) as db:
+        db.execute(
+            "UPDATE jobs SET params = ?, status = 'QUEUED' WHERE id = ?", ('{"x": ' + nested(5000) + "}", poisoned_queued["id"])
+        )
+        db.execute("UPDATE jobs SET params = 'not json' WHERE id = ?", (queued[0]["id"],))
+        db.execute("UPDATE jobs SET status = 'TELEPORTED' WHERE id = ?", (queued[1]["id"],))
+    bad = [poisoned_queued["id"], queued[0]["id"], queued[1]["id"]]
+
+    with service:
+        async with api_for(service) as api:
+            after = await api.wait_for(still_queued["id"], {"SUCCEEDED"})
+            assert (await api.call("GET", f"/v1/jobs/{still_queued['id']}/result"))[1]["result"] == "after"
+            assert after["status"] == "SUCCEEDED"
+            for job_id in bad:
+                job = await api.get(job_id)
+                assert job["status"] == "FAILED" and job["finished_at"] is not None, job
+                assert job["error"]["type"] == "UndecodableRecord"
+                assert "could not decode this job's stored record" in job["error"]["message"]
+                status, problem, headers = await api.call("GET", f"/v1/jobs/{job_id}/result")
+                assert_problem(status, problem, headers, 409, "job-not-succeeded")
+            assert "RecursionError" not in (await api.get(poisoned_queued["id"]))["error"]["message"]
+            batch = await api.batch([done["id"], *bad, queued[2]["id"]])
+            assert [job["status"] for job in batch["jobs"]] == ["SUCCEEDED", "FAILED", "FAILED", "FAILED", "SUCCEEDED"]
+            status, page, _ = await api.call("GET", "/v1/jobs", params={"limit": 1000})
+            assert status == 200 and len(page["jobs"]) == 8, page
+            watched = await api.watch({job_id: 1 for job_id in bad})
+            assert sorted(job["id"] for job in watched["jobs"]) == sorted(bad)
+            status, health, _ = await api.call("GET", "/v1/health")
+            assert status == 200 and health["jobs"]["FAILED"] == 3
+            versions = {job["id"]: job["version"] for job in batch["jobs"]}
+    with service:  # settled once: the next start reports them the same way, at the same version
+        async with api_for(service) as api:
+            again = await api.batch(list(versions))
+            assert {job["id"]: job["version"] for job in again["jobs"]} == versions
+            assert [job["status"] for job in again["jobs"]] == ["SUCCEEDED", "FAILED", "FAILED", "FAILED", "SUCCEEDED"]

@@ -18,6 +18,8 @@ _LAZY = {
     "RetryPolicy": "jobservice_provider.core.policy",
     "JobServiceError": "jobservice_provider.core.errors",
     "JobFailedError": "jobservice_provider.core.errors",
+    "JobTimeoutError": "jobservice_provider.core.errors",
+    "JobNotFoundError": "jobservice_provider.core.errors",
     "JobServiceHook": "jobservice_provider.hooks.jobservice",
     "JobStatusTrigger": "jobservice_provider.triggers.jobservice",
     "JobCompleteSensor": "jobservice_provider.sensors.jobservice",

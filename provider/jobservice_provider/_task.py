@@ -9,7 +9,8 @@ from typing import Any
 from airflow.sdk import Context, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from jobservice_provider.core.errors import JobServiceError
+from jobservice_provider.core.errors import JobFailedError, JobServiceError
+from jobservice_provider.core.job import Job
 from jobservice_provider.hooks.jobservice import JobServiceHook
 
 # How long a task waits for a cancelled job to stop when it times out or is killed.
@@ -98,13 +99,41 @@ def remaining(deadline: float | None) -> timedelta | None:
     return timedelta(seconds=max(0.0, deadline - time.time()))
 
 
-def failed_job_error(message: str) -> AirflowFailException:
-    """The error for a watched job that ended in a failure status.
+class JobFailedException(AirflowException, JobFailedError):
+    """The job a task waited for failed: an Airflow error (retried if ``retries`` remain) that
+    ``except JobFailedError`` catches too."""
 
-    Retrying the watching task cannot change a job that already ended, so it does not
-    retry (a sensor with ``soft_fail`` is skipped instead).
-    """
-    return AirflowFailException(message)
+    def __init__(self, message: str, *, job_id: str = "", status: str = "", remote_error: str | None = None) -> None:
+        JobFailedError.__init__(self, job_id, status, remote_error, message=message)
+
+
+class WatchedJobFailed(AirflowFailException, JobFailedError):
+    """The job a sensor watched failed: no retry (retrying cannot change a job that ended),
+    skipped with ``soft_fail``; ``except JobFailedError`` catches it too."""
+
+    def __init__(self, message: str, *, job_id: str = "", status: str = "", remote_error: str | None = None) -> None:
+        JobFailedError.__init__(self, job_id, status, remote_error, message=message)
+
+
+def _failure_fields(job: Job | dict[str, Any] | None) -> dict[str, Any]:
+    if isinstance(job, Job):
+        return {"job_id": job.id, "status": job.raw_status, "remote_error": str(job.error) if job.error else None}
+    if isinstance(job, dict):
+        error = job.get("error")
+        remote = f"{error.get('type')}: {error.get('message')}" if isinstance(error, dict) else None
+        return {"job_id": str(job.get("id") or ""), "status": str(job.get("status") or ""), "remote_error": remote}
+    return {}
+
+
+def failed_job_error(message: str, job: Job | dict[str, Any] | None = None) -> WatchedJobFailed:
+    """The error for a watched job that ended in a failure status (``job``: its record, or the
+    summary a trigger event carries), with its real status and remote error."""
+    return WatchedJobFailed(message, **_failure_fields(job))
+
+
+def job_failed(message: str, job: Job | dict[str, Any] | None = None) -> JobFailedException:
+    """The error for a task's own job that ended in a failure status (retryable)."""
+    return JobFailedException(message, **_failure_fields(job))
 
 
 def check_event(event: dict[str, Any] | None) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from tests.support.airflow_context import make_context
 from tests.support.fault_proxy import FaultProxy, status
 from tests.support.hiding_proxy import HidingProxy
 
+from jobservice_provider.core.errors import JobFailedError, JobTimeoutError
 from jobservice_provider.core.keys import sendable, task_key
 from jobservice_provider.core.status import JobStatus
 from jobservice_provider.hooks.jobservice import JobServiceHook
@@ -337,3 +338,64 @@ def test_a_key_the_service_rejects_is_named_with_its_length(jobservice_conn: Any
         op = SubmitAndWaitOperator(task_id="t", job_type="sleep", job_params={"seconds": 0}, idempotency_key="k" * 40)
         with pytest.raises(AirflowException, match=r"rejected the idempotency key 'k{40}' \(40 characters\): key too long"):
             op.execute(make_context())
+
+
+# -- 12. errors tell the truth ----------------------------------------------------------------------
+
+
+def test_the_retry_line_names_the_real_status_of_the_earlier_job(capsys: pytest.CaptureFixture[str]) -> None:
+    run_id = f"manual__{uuid.uuid4().hex}"
+
+    def operator() -> SubmitAndWaitOperator:
+        return SubmitAndWaitOperator(task_id="t", job_type="sleep", job_params=NEVER_ENDS, deferrable=True)
+
+    first = make_context(run_id=run_id)  # no task state store: the retry finds the job by its key
+    with pytest.raises(TaskDeferred):
+        operator().execute(first)
+    earlier = first["ti"].xcom["job_id"]
+    JobServiceHook().cancel_and_wait(earlier, deadline=time.time() + 30)
+    second = make_context(run_id=run_id, try_number=2)
+    with pytest.raises(TaskDeferred):
+        operator().execute(second)
+    out = capsys.readouterr().out
+    assert f"job {earlier} under this task's key ended CANCELLED; submitted new job" in out
+    cancel_quietly(second["ti"].xcom["job_id"])
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["worker", "deferred"])
+def test_a_failed_job_raises_a_job_failed_error_with_its_status_and_remote_error(deferrable: bool) -> None:
+    op = SubmitAndWaitOperator(
+        task_id="t",
+        job_type="sleep",
+        job_params={"seconds": 0.5, "fail": "disk full"},
+        poll_interval=0.3,
+        deferrable=deferrable,
+    )
+    context = make_context()
+    with pytest.raises(JobFailedError) as failed:
+        try:
+            op.execute(context)
+        except TaskDeferred as deferred:
+            op.resume_execution("execute_complete", {"event": trigger_event(deferred.trigger)}, context)
+    assert isinstance(failed.value, AirflowException) and not isinstance(failed.value, AirflowFailException)  # retried
+    assert failed.value.job_id == context["ti"].xcom["job_id"] and failed.value.status == "FAILED"
+    assert "disk full" in (failed.value.remote_error or "")
+
+
+def test_a_sensor_on_a_failed_job_raises_a_job_failed_error_airflow_does_not_retry() -> None:
+    job_id = failed_job()
+    sensor = JobCompleteSensor(task_id="s", job_id=job_id, deferrable=False, poll_interval=0.3)
+    with pytest.raises(JobFailedError) as failed:
+        sensor.execute(make_context())
+    assert isinstance(failed.value, AirflowFailException)
+    assert (failed.value.job_id, failed.value.status) == (job_id, "FAILED") and "failed on purpose" in str(failed.value)
+
+
+def test_a_timeout_is_airflows_task_timeout_caused_by_a_job_timeout_error() -> None:
+    op = timeout_operator(deferrable=False)
+    context = make_context()
+    with pytest.raises(AirflowTaskTimeout) as timed_out:
+        op.execute(context)
+    cause = timed_out.value.__cause__
+    assert isinstance(cause, JobTimeoutError) and cause.job_id == context["ti"].xcom["job_id"]
+    assert cause.last_status == "RUNNING"

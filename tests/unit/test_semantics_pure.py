@@ -12,13 +12,13 @@ import pytest
 from tests.support.clock import FakeClock
 
 from jobservice_provider._task import sensor_started
-from jobservice_provider.core.errors import JobNotFoundError, TransientError
+from jobservice_provider.core.errors import JobFailedError, JobNotFoundError, JobServiceError, JobTimeoutError, TransientError
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.keys import MAX_KEY_LENGTH, map_scoped, sendable, task_key, try_key
 from jobservice_provider.core.policy import PollPolicy, RetryPolicy
 from jobservice_provider.core.retry import FailureStreak
 from jobservice_provider.core.status import FAILURE, TERMINAL, JobStatus, WaitVerdict, verdict
-from jobservice_provider.core.wait import Outcome, WaitSpec, wait_for_job
+from jobservice_provider.core.wait import Outcome, WaitResult, WaitSpec, wait_for_job
 from jobservice_provider.triggers.jobservice import JobStatusTrigger, deadline_margin
 
 Q, R, S, F, CG, CD = (
@@ -241,3 +241,28 @@ def test_a_key_with_characters_a_header_cannot_carry_is_hashed() -> None:
 
 def test_a_custom_key_of_a_mapped_task_instance_is_scoped_by_its_index() -> None:
     assert [map_scoped("k", i) for i in (-1, 0, 2)] == ["k", "k:map0", "k:map2"]
+
+
+# -- 12. errors tell the truth ----------------------------------------------------------------------
+
+
+def test_a_wait_result_raises_the_error_that_says_what_happened() -> None:
+    cancelled = Job.from_json({"id": "j_1", "status": "CANCELLED", "error": {"type": "Cancelled", "message": "by request"}})
+    with pytest.raises(JobFailedError) as failed:
+        WaitResult(Outcome.FAILED, "j_1", cancelled, "Job j_1: CANCELLED").raise_for_outcome()
+    assert (failed.value.status, failed.value.remote_error) == ("CANCELLED", "Cancelled: by request")
+    running = Job.from_json({"id": "j_1", "status": "RUNNING"})
+    with pytest.raises(JobTimeoutError) as timed_out:
+        WaitResult(Outcome.TIMEOUT, "j_1", running, "Deadline reached").raise_for_outcome()
+    assert timed_out.value.last_status == "RUNNING"
+    with pytest.raises(JobServiceError, match="HTTP 401"):
+        WaitResult(Outcome.ERROR, "j_1", None, "HTTP 401").raise_for_outcome()
+    done = Job.from_json({"id": "j_1", "status": "SUCCEEDED"})
+    assert WaitResult(Outcome.SUCCESS, "j_1", done, "ok").raise_for_outcome() is done
+
+
+def test_the_public_error_names_are_the_ones_raised() -> None:
+    import jobservice_provider
+
+    assert jobservice_provider.JobFailedError is JobFailedError
+    assert jobservice_provider.JobTimeoutError is JobTimeoutError

@@ -118,23 +118,32 @@ class ConfigurationError(PermanentError):
 
 
 class JobFailedError(JobServiceError):
-    """The remote job ended without success.
+    """The remote job ended in a failure status (or a terminal status a wait could not use).
+
+    Raised by :meth:`WaitResult.raise_for_outcome` (the hook's waits) and, as Airflow
+    exceptions that are also this class, by the operator and the sensor when the job they
+    wait for fails: ``except JobFailedError`` catches those.
 
     :param job_id: the remote job id.
     :param status: the terminal status (``FAILED``, ``CANCELLED``, …) as a string.
     :param remote_error: the error the service reported for the job, if any.
+    :param message: the message, if not the default ``Job <id> ended <status>: <error>``.
     """
 
-    def __init__(self, job_id: str, status: str, remote_error: str | None = None) -> None:
+    def __init__(self, job_id: str, status: str, remote_error: str | None = None, message: str | None = None) -> None:
         detail = f": {remote_error}" if remote_error else ""
-        super().__init__(f"Job {job_id} ended {status}{detail}")
+        super().__init__(message or f"Job {job_id} ended {status}{detail}")
         self.job_id = job_id
         self.status = status
         self.remote_error = remote_error
 
 
 class JobTimeoutError(JobServiceError):
-    """Our deadline passed before the job reached a target status."""
+    """Our deadline passed before the job reached a target status.
+
+    Raised by :meth:`WaitResult.raise_for_outcome`; the operator raises Airflow's own
+    ``AirflowTaskTimeout`` (so Airflow treats it as a timeout) *from* one of these.
+    """
 
     def __init__(self, job_id: str, last_status: str | None, message: str | None = None) -> None:
         super().__init__(message or f"Timed out waiting for job {job_id} (last status {last_status})")

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from jobservice_provider.core.dialects import LogChunk
-from jobservice_provider.core.errors import JobNotFoundError, JobServiceError, TransientError
+from jobservice_provider.core.errors import JobFailedError, JobNotFoundError, JobServiceError, JobTimeoutError, TransientError
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.logs import LogFollower
 from jobservice_provider.core.policy import PollPolicy, Rand, RetryPolicy
@@ -67,6 +67,19 @@ class WaitResult:
     job: Job | None
     message: str
     log_offset: int = 0
+
+    def raise_for_outcome(self) -> Job:
+        """The job when the wait succeeded; otherwise the error that says what happened:
+        :class:`JobFailedError` (with the job's real status and remote error),
+        :class:`JobTimeoutError`, or :class:`JobServiceError` when we could not find out."""
+        job = self.job
+        if self.outcome is Outcome.SUCCESS and job is not None:
+            return job
+        if self.outcome is Outcome.FAILED and job is not None:
+            raise JobFailedError(job.id, job.raw_status, str(job.error) if job.error else None, message=self.message)
+        if self.outcome is Outcome.TIMEOUT:
+            raise JobTimeoutError(self.job_id, job.raw_status if job else None, self.message)
+        raise JobServiceError(self.message)
 
     def to_event(self) -> dict[str, Any]:
         """The small JSON dict the trigger yields and ``execute_complete`` reads."""
@@ -158,7 +171,11 @@ async def wait_for_job(
         if spec.deadline is not None:
             remaining = spec.deadline - clock()
             if remaining <= 0:
-                message = f"Deadline reached while job {job_id} was {last.raw_status if last else 'unknown'}"
+                message = (
+                    f"Deadline reached while job {job_id} was {last.raw_status}"
+                    if last
+                    else f"Deadline reached before the status of job {job_id} was seen"
+                )
                 return _result(Outcome.TIMEOUT, message, spec, last, follower)
             if lookup is None and delay >= remaining:
                 await sleep(remaining)  # the next check would come too late: report the timeout

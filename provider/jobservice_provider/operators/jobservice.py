@@ -20,9 +20,10 @@ from jobservice_provider._task import (
     deadline_after,
     default_deferrable,
     grace_seconds,
+    job_failed,
     remaining,
 )
-from jobservice_provider.core.errors import InvalidRequestError, JobNotFoundError, JobServiceError
+from jobservice_provider.core.errors import InvalidRequestError, JobNotFoundError, JobServiceError, JobTimeoutError
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.keys import map_scoped, sendable, task_key, try_key
 from jobservice_provider.core.logs import copy_log_tail
@@ -224,9 +225,9 @@ class SubmitAndWaitOperator(BaseOperator):
         # idempotency key finds a job submitted under the same key if there is one.
         job = self._submit(base_key)
         if job.status in FAILURE:
-            earlier_id = job.id
+            earlier_id, ended_as = job.id, job.raw_status
             job = self._submit(retry_key)
-            self.log.info("%s: job %s under this task's key ended %s; submitted new job %s", what, earlier_id, "FAILED", job.id)
+            self.log.info("%s: job %s under this task's key ended %s; submitted new job %s", what, earlier_id, ended_as, job.id)
         else:
             self.log.info("%s: submitted job %s (%s)", what, job.id, job.raw_status)
         return job
@@ -344,7 +345,12 @@ class SubmitAndWaitOperator(BaseOperator):
                 if self.cancel_on_timeout:
                     cancel_for_task(self.hook, job_id, "execution_timeout was reached", self.log)
                     self._job_cancelled = True  # Airflow calls on_kill after a task timeout, too
-                raise AirflowTaskTimeout(f"execution_timeout ({self.execution_timeout}) reached: {event['message']}")
+                last = (event.get("job") or {}).get("status")
+                raise AirflowTaskTimeout(
+                    f"execution_timeout ({self.execution_timeout}) reached: {event['message']}"
+                ) from JobTimeoutError(job_id, last, event["message"])
+            case Outcome.FAILED.value:
+                raise job_failed(event["message"], event.get("job"))
         raise AirflowException(event["message"])
 
     def _result(self, job_id: str) -> Any:

@@ -119,7 +119,7 @@ class JobCompleteSensor(BaseSensorOperator):
             case WaitVerdict.DONE:
                 return PokeReturnValue(is_done=True, xcom_value=job.summary())
             case WaitVerdict.FAILED:
-                raise failed_job_error(describe(job))
+                raise failed_job_error(describe(job), job)
         return False
 
     def execute(self, context: Context) -> Any:
@@ -207,7 +207,7 @@ class JobCompleteSensor(BaseSensorOperator):
                 self.log.info("%s", event["message"])
                 return event["job"]
             case Outcome.FAILED.value:
-                raise failed_job_error(event["message"])
+                raise failed_job_error(event["message"], event.get("job"))
             case Outcome.TIMEOUT.value:
                 raise AirflowSensorTimeout(f"Sensor timed out after {timedelta(seconds=self.timeout)}: {event['message']}")
         raise AirflowException(event["message"])

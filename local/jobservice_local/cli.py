@@ -11,6 +11,7 @@ import secrets
 import signal
 import socket
 import sqlite3
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,8 @@ from jobservice_local.store import StoreLockedError
 log = logging.getLogger("jobservice_local")
 
 TOKEN_ENV = "JOBSERVICE_TOKEN"
+TOKEN_FD_OPTION = "--token-fd"
+MAX_TOKEN_LENGTH = 4096
 DEFAULT_DB = "./jobservice-local.db"
 SHUTDOWN_TIMEOUT = 5.0
 
@@ -69,12 +72,34 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--db", default=DEFAULT_DB, help=f"SQLite database file (default: {DEFAULT_DB})")
     auth = serve.add_mutually_exclusive_group()
     auth.add_argument(
-        "--token",
-        help=f"bearer token clients must send (default: ${TOKEN_ENV}, else a generated one printed to stderr)",
+        "--token-file",
+        metavar="FILE",
+        help=f"read the bearer token clients must send from FILE (first line); else ${TOKEN_ENV}, "
+        "else a generated one printed to stderr",
     )
-    auth.add_argument("--no-auth", action="store_true", help="accept requests without a token (loopback hosts only)")
-    serve.add_argument("--allow-python", action="store_true", help="enable the 'python' job type")
-    serve.add_argument("--allow-command", action="store_true", help="enable the 'command' job type")
+    auth.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="the bearer token itself (discouraged: every local user sees it in ps; use --token-file or $JOBSERVICE_TOKEN)",
+    )
+    auth.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="accept requests without a token (loopback hosts only; not with --allow-python or --allow-command)",
+    )
+    # The token handed over by the re-exec that clears it from the environment (see main()).
+    serve.add_argument(TOKEN_FD_OPTION, type=int, help=argparse.SUPPRESS)
+    serve.add_argument(
+        "--allow-python",
+        action="store_true",
+        help="enable the 'python' job type: runs arbitrary code (any module:function, os:system included) "
+        "as this user for anyone holding the token",
+    )
+    serve.add_argument(
+        "--allow-command",
+        action="store_true",
+        help="enable the 'command' job type: runs arbitrary programs as this user for anyone holding the token",
+    )
     serve.add_argument(
         "--max-concurrency",
         type=_positive_int,
@@ -112,19 +137,86 @@ def is_loopback(host: str) -> bool:
     return bool(infos) and all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
 
 
+def _checked_token(token: str, source: str, parser: argparse.ArgumentParser) -> str:
+    if not token:
+        parser.error(f"{source} holds an empty token")
+    if len(token) > MAX_TOKEN_LENGTH or not token.isprintable() or any(c.isspace() for c in token):
+        parser.error(f"{source} must hold one line of at most {MAX_TOKEN_LENGTH} printable characters without spaces")
+    return token
+
+
+def _read_token_file(path: str, parser: argparse.ArgumentParser) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            text = handle.read(MAX_TOKEN_LENGTH + 2)
+    except (OSError, UnicodeDecodeError) as exc:
+        parser.error(f"cannot read --token-file {path}: {exc}")
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        print(
+            f"jobservice-local: warning: --token-file {path} can be read by other users (mode {stat.S_IMODE(mode):o}); "
+            f"chmod 600 {path}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return _checked_token(text.splitlines()[0] if text.strip() else "", f"--token-file {path}", parser)
+
+
+def _read_token_fd(fd: int, parser: argparse.ArgumentParser) -> str:
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            data = handle.read(MAX_TOKEN_LENGTH + 1)
+    except OSError as exc:
+        parser.error(f"cannot read the token handed over on descriptor {fd}: {exc}")
+    return _checked_token(data.decode("utf-8", "replace"), f"${TOKEN_ENV}", parser)
+
+
 def _resolve_token(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str | None:
     if args.no_auth:
         return None
+    if args.token_file is not None:
+        return _read_token_file(args.token_file, parser)
     if args.token is not None:
-        if not args.token:
-            parser.error("--token must not be empty")
-        return str(args.token)
-    from_env = os.environ.get(TOKEN_ENV)
+        print(
+            "jobservice-local: warning: --token puts the token in this process's command line, where every local user "
+            "can read it (ps); use --token-file FILE or $JOBSERVICE_TOKEN",
+            file=sys.stderr,
+            flush=True,
+        )
+        return _checked_token(str(args.token), "--token", parser)
+    if args.token_fd is not None:
+        return _read_token_fd(args.token_fd, parser)
+    from_env = os.environ.pop(TOKEN_ENV, None)
     if from_env:
-        return from_env
+        return _checked_token(from_env, f"${TOKEN_ENV}", parser)
     token = secrets.token_urlsafe(32)
     print(f"jobservice-local: generated token: {token}", file=sys.stderr, flush=True)
     return token
+
+
+def exposure_warning(host: str, allow_python: bool, allow_command: bool) -> str:
+    """What listening on a non-loopback ``host`` exposes, said plainly."""
+    code = [flag for flag, on in (("--allow-python", allow_python), ("--allow-command", allow_command)) if on]
+    runs = (
+        f", and run arbitrary code as {_user()} on this machine ({' and '.join(code)})"
+        if code
+        else " (no code: python and command jobs are off)"
+    )
+    return (
+        f"jobservice-local: WARNING: --host {host} is not a loopback address. Every machine that can reach it can "
+        f"use the job API: submit and cancel jobs, read every job's params, results and logs{runs}. Only the token "
+        "guards it, and it travels in clear text (plain HTTP, no TLS). This is a development service: keep it on "
+        "127.0.0.1 unless you mean this."
+    )
+
+
+def _user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError, OSError):
+        return "this user"
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -186,10 +278,33 @@ async def serve(config: LocalConfig, host: str, port: int) -> int:
     return 0
 
 
+def _reexec_without_token_in_environment(argv: Sequence[str]) -> None:
+    """Start this program again with ``$JOBSERVICE_TOKEN`` moved from the environment to a pipe.
+
+    A process's initial environment stays readable in ``/proc/<pid>/environ`` (and ``ps e``)
+    for its whole life, by every process of the same user: the jobs included, which could then
+    read the token. Removing it from ``os.environ`` does not change that; an ``exec`` with a new
+    environment does. Never returns.
+    """
+    token = os.environ[TOKEN_ENV].encode("utf-8")
+    read_end, write_end = os.pipe()
+    if len(token) > MAX_TOKEN_LENGTH:  # more would not fit the pipe before anyone reads it
+        token = token[: MAX_TOKEN_LENGTH + 1]
+    os.write(write_end, token)
+    os.close(write_end)
+    os.set_inheritable(read_end, True)
+    env = {name: value for name, value in os.environ.items() if name != TOKEN_ENV}
+    os.execve(sys.executable, [sys.executable, "-m", "jobservice_local", *argv, TOKEN_FD_OPTION, str(read_end)], env)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jobservice-local`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    token_given = args.no_auth or args.token is not None or args.token_file is not None or args.token_fd is not None
+    if argv is None and os.environ.get(TOKEN_ENV) and not token_given and os.name == "posix":
+        _reexec_without_token_in_environment(sys.argv[1:])
+    os.environ.pop(TOKEN_ENV, None)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -206,11 +321,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.no_auth and not is_loopback(args.host):
         parser.error(
             f"refusing to serve without authentication on non-loopback host {args.host!r}; "
-            "use --token (or JOBSERVICE_TOKEN) or listen on 127.0.0.1"
+            "give a token (--token-file FILE or JOBSERVICE_TOKEN) or listen on 127.0.0.1"
         )
     token = _resolve_token(args, parser)
     if not is_loopback(args.host):
-        log.warning("listening on %s: this is a development service, not meant for untrusted networks", args.host)
+        print(exposure_warning(args.host, args.allow_python, args.allow_command), file=sys.stderr, flush=True)
     config = LocalConfig(
         db_path=Path(args.db).expanduser().absolute(),
         token=token,

@@ -17,6 +17,7 @@ from jobservice_local.jobtypes import CommandSpec, PythonSpec, SleepSpec
 from jobservice_local.models import JsonLimitError, dumps, loads
 from jobservice_local.progress import MAX_MESSAGE_CHARS, PROGRESS_FD_ENV
 from jobservice_local.status import JobStatus
+from jobservice_local.store import private_file
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class Execution(Protocol):
 
 def append_log(path: Path, text: str) -> None:
     """Append ``text`` to a job log (O_APPEND, so it never clobbers a child's output)."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = private_file(path, os.O_WRONLY | os.O_APPEND)
     try:
         os.write(fd, text.encode("utf-8"))
     finally:
@@ -162,7 +163,7 @@ class ProcessExecution:
     async def _spawn(self, env: dict[str, str], control_write: int) -> asyncio.subprocess.Process | RunOutcome:
         if self.cwd is not None and not os.path.isdir(self.cwd):
             return self._spawn_failed("InvalidCwd", f"working directory does not exist: {self.cwd!r}")
-        with open(self.log_path, "ab") as log_file:
+        with os.fdopen(private_file(self.log_path, os.O_WRONLY | os.O_APPEND), "ab") as log_file:
             try:
                 return await asyncio.create_subprocess_exec(
                     *self.argv,

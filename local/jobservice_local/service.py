@@ -47,7 +47,7 @@ from jobservice_local.runners import (
     python_execution,
 )
 from jobservice_local.status import JobStatus
-from jobservice_local.store import JobStore, log_dir_for
+from jobservice_local.store import JobStore, log_dir_for, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ class LocalJobService:
 
     async def start(self) -> None:
         """Open the database, settle jobs interrupted by a restart and start queued ones."""
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.log_dir)
         self.store.open()
         failed = cancelled = queued = 0
         for job in self.store.active():

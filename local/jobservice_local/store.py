@@ -78,9 +78,13 @@ class JobStore:
         return self._conn
 
     def open(self) -> None:
-        """Open (and create) the database, refusing a second service on the same file."""
+        """Open (and create) the database, refusing a second service on the same file.
+
+        The database, its WAL and shared-memory files (SQLite gives them the database's mode)
+        and the lock file are readable by their owner only: they hold every job's params and results.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock_file = open(str(self.path) + ".lock", "ab")  # noqa: SIM115 - held until close()
+        lock_file = os.fdopen(private_file(Path(str(self.path) + ".lock"), os.O_WRONLY | os.O_APPEND), "ab")
         if fcntl is not None:
             try:
                 fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -88,6 +92,9 @@ class JobStore:
                 lock_file.close()
                 raise StoreLockedError(f"another jobservice-local process is using {self.path}") from None
         self._lock_file = lock_file
+        os.close(private_file(self.path, os.O_RDONLY))
+        for companion in ("-wal", "-shm", "-journal"):
+            restrict(Path(str(self.path) + companion), PRIVATE_FILE_MODE)
         conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=True)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
@@ -231,6 +238,35 @@ class JobStore:
     def counts(self) -> dict[str, int]:
         """The number of jobs per status."""
         return dict(self.conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall())
+
+
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
+
+
+def restrict(path: Path, mode: int) -> None:
+    """Take group and other permissions away from an existing ``path`` (left by an older version)."""
+    with contextlib.suppress(FileNotFoundError):
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, mode)
+
+
+def private_file(path: Path, flags: int) -> int:
+    """Open ``path`` (created mode 0600 if missing; an existing one restricted to its owner); return the descriptor."""
+    fd = os.open(path, flags | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), PRIVATE_FILE_MODE)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, PRIVATE_FILE_MODE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` (mode 0700), or restrict an existing one to its owner."""
+    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    restrict(path, PRIVATE_DIR_MODE)
 
 
 def log_dir_for(db_path: Path) -> Path:

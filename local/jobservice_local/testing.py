@@ -76,9 +76,8 @@ class LocalServiceProcess:
         return self.base_url + path
 
     def command(self) -> list[str]:
-        """The command line that starts the service."""
-        # --token=VALUE: a token starting with "-" must not read as an option
-        auth = [f"--token={self.token}"] if self.token is not None else ["--no-auth"]
+        """The command line that starts the service (the token travels in the environment, never here)."""
+        auth = [] if self.token is not None else ["--no-auth"]
         return [
             sys.executable,
             "-m",
@@ -97,6 +96,9 @@ class LocalServiceProcess:
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.pop("JOBSERVICE_TOKEN", None)
+        if self.token is not None:
+            # The service reads it and starts itself again without it, so that its jobs cannot.
+            env["JOBSERVICE_TOKEN"] = self.token
         paths = [*self.pythonpath, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         env["PYTHONUNBUFFERED"] = "1"
@@ -156,10 +158,22 @@ class LocalServiceProcess:
                 self.port = int(match.group("port"))
                 return self
 
+    @property
+    def pid(self) -> int:
+        """The service's process id."""
+        if self.process is None:
+            raise LocalServiceError("the service has not been started")
+        return self.process.pid
+
     def _kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+    def kill(self) -> int | None:
+        """SIGKILL the service, as a crash would end it (no shutdown at all); return its exit code."""
+        self._kill()
+        return self.stop()
 
     def stop(self) -> int | None:
         """SIGTERM the service and wait for it (SIGKILL after 20 s); return its exit code."""

@@ -220,8 +220,7 @@ class AirflowDeployment:
         self.task_logs_dir = self.home / "logs"
         self.api_port = free_port()
         self.base_url = f"http://127.0.0.1:{self.api_port}"
-        # A hex token: LocalServiceProcess passes it as "--token <value>", which argparse
-        # rejects when a urlsafe token happens to start with "-".
+        # LocalServiceProcess hands the token over in $JOBSERVICE_TOKEN (never on the command line).
         self.service = LocalServiceProcess(self.root / "jobservice", token=secrets.token_hex(20), extra_args=self.service_args)
         self.components: dict[str, Component] = {}
         self.password: str | None = None

@@ -5,9 +5,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import sqlite3
 import subprocess
-from collections.abc import Iterator
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +29,8 @@ CROSS_SITE = {"Content-Type": "text/plain", "Origin": "http://evil.example", "Ho
 
 @pytest.fixture(scope="module")
 def command_svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
-    with LocalService(tmp_path_factory.mktemp("command-service"), extra_args=["--allow-command"]) as service:
+    token = f"secret-{uuid.uuid4().hex}"  # distinctive: found nowhere unless it leaked
+    with LocalService(tmp_path_factory.mktemp("command-service"), token=token, extra_args=["--allow-command"]) as service:
         yield service
 
 
@@ -229,3 +235,102 @@ async def test_an_undecodable_row_fails_that_job_only(tmp_path: Path) -> None:
             again = await api.batch(list(versions))
             assert {job["id"]: job["version"] for job in again["jobs"]} == versions
             assert [job["status"] for job in again["jobs"]] == ["SUCCEEDED", "FAILED", "FAILED", "FAILED", "SUCCEEDED"]
+
+
+# ---------------------------------------------------------------------- secrets and files
+
+READ_PARENT = (
+    "import os, sys; sys.stdout.buffer.write(open(f'/proc/{os.getppid()}/environ', 'rb').read().replace(b'\\0', b'\\n'));"
+    " print('own:', sorted(os.environ))"
+)
+
+
+async def test_the_token_is_not_in_ps_and_jobs_cannot_read_it(command_svc: LocalService) -> None:
+    """The documented usage ($JOBSERVICE_TOKEN, as the harness passes it) keeps the token out of argv and out of
+    every environment a job can read."""
+    token = command_svc.token
+    assert token is not None and token.startswith("secret-")
+    ps = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
+    assert str(command_svc.pid) in ps and token not in ps
+    assert token.encode() not in Path(f"/proc/{command_svc.pid}/cmdline").read_bytes()
+    async with api_for(command_svc) as api:
+        job = await api.submit("command", {"argv": [sys.executable, "-c", READ_PARENT]})
+        done = await api.wait_for(job["id"], {"SUCCEEDED", "FAILED"})
+        log = (await api.logs(job["id"]))["data"]
+    assert done["status"] == "SUCCEEDED", (done, log)
+    assert "PATH=" in log and "own:" in log, log  # it did read the service's environment
+    assert token not in log and "JOBSERVICE_TOKEN" not in log
+
+
+def test_database_and_logs_are_readable_by_their_owner_only(command_svc: LocalService) -> None:
+    db = command_svc.db_path
+    private = [db, Path(f"{db}-wal"), Path(f"{db}-shm"), Path(f"{db}.lock")]
+    logs = sorted(Path(f"{db}.logs").glob("*.log"))
+    assert logs, "the tests above ran jobs that wrote logs"
+    modes = {path.name: oct(path.stat().st_mode & 0o777) for path in [*private, *logs] if path.exists()}
+    assert db.name in modes and set(modes.values()) == {"0o600"}, modes
+    assert oct(Path(f"{db}.logs").stat().st_mode & 0o777) == "0o700"
+
+
+def serve_briefly(args: list[str | Path], while_listening: Callable[[str], None] | None = None) -> tuple[int | None, str, str]:
+    """Start ``serve ARGS`` and stop it once it listens (or when it exits): exit code, stdout's first line, stderr.
+
+    ``while_listening`` gets the service's base URL before it is stopped.
+    """
+    env = {name: value for name, value in os.environ.items() if name != "JOBSERVICE_TOKEN"}
+    process = subprocess.Popen(
+        support.serve_command("--port", "0", *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert process.stdout is not None
+    first = process.stdout.readline()
+    if first:
+        try:
+            if while_listening is not None:
+                while_listening(first.split()[-1])
+        finally:
+            process.terminate()
+    _, stderr = process.communicate(timeout=30)
+    return process.returncode, first, stderr
+
+
+def test_token_file(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("file-token-0123456789\n")
+    token_file.chmod(0o600)
+
+    def guarded(base_url: str) -> None:
+        def health(headers: dict[str, str]) -> int:
+            request = urllib.request.Request(base_url + "/v1/health", headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return int(response.status)
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert health({}) == 401
+        assert health({"Authorization": "Bearer file-token-0123456789"}) == 200
+
+    code, first, stderr = serve_briefly(["--db", tmp_path / "a.db", "--token-file", token_file], guarded)
+    assert "listening on" in first and "warning" not in stderr.lower(), stderr
+    token_file.chmod(0o644)
+    code, first, stderr = serve_briefly(["--db", tmp_path / "b.db", "--token-file", token_file])
+    assert "listening on" in first and f"--token-file {token_file} can be read by other users" in stderr
+    token_file.write_text("\n")
+    code, first, stderr = serve_briefly(["--db", tmp_path / "c.db", "--token-file", token_file])
+    assert code == 2 and "empty token" in stderr
+    code, first, stderr = serve_briefly(["--db", tmp_path / "d.db", "--token-file", tmp_path / "missing"])
+    assert code == 2 and "cannot read --token-file" in stderr
+    code, first, stderr = serve_briefly(["--db", tmp_path / "e.db", "--token", "on-the-command-line"])
+    assert "listening on" in first and "every local user can read it (ps)" in stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"), [([], "no code: python and command jobs are off"), (["--allow-command"], "run arbitrary code as")]
+)
+def test_a_non_loopback_host_warns_naming_what_is_exposed(tmp_path: Path, flags: list[str], says: str) -> None:
+    # 192.0.2.1 (TEST-NET-1) is no address of this machine: the warning comes, then the bind fails; nothing listens.
+    code, first, stderr = serve_briefly(["--host", "192.0.2.1", "--db", tmp_path / "x.db", "--token", "t0123456789", *flags])
+    assert code == 1 and first == ""
+    assert "WARNING: --host 192.0.2.1 is not a loopback address" in stderr
+    assert "submit and cancel jobs, read every job's params, results and logs" in stderr and says in stderr
+    assert "clear text" in stderr

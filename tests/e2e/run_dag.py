@@ -1,6 +1,9 @@
 """Run one DAG with ``dag.test()`` and print a JSON summary of every try (for tests/e2e).
 
-Usage: python tests/e2e/run_dag.py DAG_FILE DAG_ID [RUN_CONF_JSON]
+Usage: python tests/e2e/run_dag.py DAG_FILE DAG_ID [RUN_CONF_JSON [LOGICAL_DATE]]
+
+With a LOGICAL_DATE (ISO) used before, ``dag.test()`` clears that run's task instances and runs
+them again, as a user's "clear" does (the task state store of the run is kept).
 
 The caller sets the environment (AIRFLOW_HOME with a migrated DB, DAGS_FOLDER holding DAG_FILE,
 connections). The last stdout line starting with ``DAGTEST-RESULT `` is the summary: the run's
@@ -16,7 +19,7 @@ from typing import Any
 RESULT_PREFIX = "DAGTEST-RESULT "
 
 
-def main(dag_file: str, dag_id: str, run_conf: str = "{}") -> int:
+def main(dag_file: str, dag_id: str, run_conf: str = "{}", logical_date: str = "") -> int:
     from airflow.dag_processing.dagbag import DagBag
     from airflow.models.task_state_store import TaskStateStoreModel
     from airflow.models.xcom import XComModel
@@ -28,7 +31,13 @@ def main(dag_file: str, dag_id: str, run_conf: str = "{}") -> int:
         print(RESULT_PREFIX + json.dumps({"import_errors": bag.import_errors}), flush=True)
         return 2
     dag = bag.get_dag(dag_id)
-    dag_run = dag.test(run_conf=json.loads(run_conf))
+    if logical_date:
+        from datetime import datetime
+
+        when = datetime.fromisoformat(logical_date)
+        dag_run = dag.test(run_conf=json.loads(run_conf), logical_date=when, run_after=when)
+    else:
+        dag_run = dag.test(run_conf=json.loads(run_conf))
     summary: dict[str, Any] = {"dag_id": dag.dag_id, "run_id": dag_run.run_id, "state": str(dag_run.state), "tasks": {}}
     with create_session() as session:
         for ti in dag_run.get_task_instances(session=session):
@@ -55,4 +64,4 @@ def main(dag_file: str, dag_id: str, run_conf: str = "{}") -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:4]))
+    sys.exit(main(*sys.argv[1:5]))

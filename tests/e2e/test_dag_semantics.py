@@ -27,17 +27,24 @@ RUNNER = Path(__file__).parent / "run_dag.py"
 
 
 def run_dag(
-    dag_id: str, base_url: str, token: str, conf: dict[str, Any] | None = None, **extra: Any
+    dag_id: str,
+    base_url: str,
+    token: str,
+    conf: dict[str, Any] | None = None,
+    *,
+    logical_date: str = "",
+    env: dict[str, str] | None = None,
+    **extra: Any,
 ) -> tuple[dict[str, Any], str]:
     """``dag.test()`` of ``dag_id`` in its own process; its summary and everything it printed."""
-    env = os.environ.copy()
-    env["AIRFLOW_CONN_JOBSERVICE_DEFAULT"] = conn_json(base_url, token, **extra)
-    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
+    environ = {**os.environ, **(env or {})}
+    environ["AIRFLOW_CONN_JOBSERVICE_DEFAULT"] = conn_json(base_url, token, **extra)
+    environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
     done = subprocess.run(
-        [sys.executable, str(RUNNER), str(DAGS / "semantics_dags.py"), dag_id, json.dumps(conf or {})],
+        [sys.executable, str(RUNNER), str(DAGS / "semantics_dags.py"), dag_id, json.dumps(conf or {}), logical_date],
         capture_output=True,
         text=True,
-        env=env,
+        env=environ,
         timeout=300,
         cwd=REPO,
     )
@@ -196,3 +203,28 @@ def test_a_custom_key_of_a_mapped_task_is_scoped_by_the_map_index(local_service:
         assert keys[f"k:map{i}"] == summary["tasks"][f"shared_key[{i}]"]["xcom"]["job_id"]
     # keys that vary with the map index already are sent as they are
     assert {f"{run_id}-t0", f"{run_id}-t1", f"{run_id}-a", f"{run_id}-b"} <= set(keys)
+
+
+def test_a_clear_with_changed_job_params_submits_a_new_job_and_says_why(local_service: Any, hook: JobServiceHook) -> None:
+    # dag.test() of a logical date it ran before runs the same run id again from scratch (its
+    # task state store is gone): only the idempotency key ties the run to its earlier job, and the
+    # service's 409 for the same key with other params tells that the inputs changed. The task
+    # state store's fingerprint is shown in tests/integration/test_task_semantics.py.
+    logical_date = pendulum.now("UTC").isoformat()
+    args = ("semantics_changed_inputs", local_service.base_url, local_service.token)
+    first, _ = run_dag(*args, logical_date=logical_date, env={"SEMANTICS_INPUT_VERSION": "1"})
+    assert first["tasks"]["compute"]["xcom"]["return_value"] == {"version": "1"}
+    first_job = first["tasks"]["compute"]["xcom"]["job_id"]
+    second, output = run_dag(*args, logical_date=logical_date, env={"SEMANTICS_INPUT_VERSION": "2"})
+    task = second["tasks"]["compute"]
+    assert second["run_id"] == first["run_id"], second
+    assert task["xcom"]["return_value"] == {"version": "2"}, output[-4000:]  # the new result
+    new_job = task["xcom"]["job_id"]
+    assert new_job != first_job
+    assert (
+        "retry_strategy REATTACH: job type, params or meta changed since the job under this task's key was submitted; "
+        f"submitted new job {new_job}"
+    ) in output
+    # the same inputs once more: the job of these inputs is found again, nothing new is submitted
+    third, _ = run_dag(*args, logical_date=logical_date, env={"SEMANTICS_INPUT_VERSION": "2"})
+    assert third["tasks"]["compute"]["xcom"]["job_id"] == new_job

@@ -399,3 +399,67 @@ def test_a_timeout_is_airflows_task_timeout_caused_by_a_job_timeout_error() -> N
     cause = timed_out.value.__cause__
     assert isinstance(cause, JobTimeoutError) and cause.job_id == context["ti"].xcom["job_id"]
     assert cause.last_status == "RUNNING"
+
+
+# -- 10. REATTACH notices changed inputs ------------------------------------------------------------
+
+
+def compute(version: int, **kwargs: Any) -> SubmitAndWaitOperator:
+    settings: dict[str, Any] = {
+        "task_id": "t",
+        "job_type": "sleep",
+        "job_params": {"seconds": 0.2, "result": {"version": version}},
+        "poll_interval": 0.2,
+        "deferrable": False,
+        "execution_timeout": timedelta(seconds=60),
+    }
+    return SubmitAndWaitOperator(**{**settings, **kwargs})
+
+
+def test_a_clear_with_changed_params_submits_a_new_job_the_same_params_return_the_result(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    store, run_id = TaskStateStore(), f"manual__{uuid.uuid4().hex}"
+
+    def try_(n: int) -> dict[str, Any]:
+        context = make_context(run_id=run_id, try_number=n)
+        context["task_state_store"] = store
+        return context
+
+    assert compute(1).execute(try_(1)) == {"version": 1}
+    first_job = store.values[STATE_KEY]
+    assert compute(1).execute(try_(2)) == {"version": 1} and store.values[STATE_KEY] == first_job  # same inputs
+    capsys.readouterr()
+    assert compute(2).execute(try_(3)) == {"version": 2}  # cleared after job_params changed
+    new_job = store.values[STATE_KEY]
+    assert new_job != first_job
+    out = capsys.readouterr().out
+    assert (
+        f"Try 3, retry_strategy REATTACH: job type, params or meta changed since job {first_job} of an earlier try "
+        f"(SUCCEEDED); submitted new job {new_job}"
+    ) in out
+    assert compute(2).execute(try_(4)) == {"version": 2} and store.values[STATE_KEY] == new_job
+
+
+def test_changed_params_cancel_the_live_job_of_the_old_params() -> None:
+    store, run_id = TaskStateStore(), f"manual__{uuid.uuid4().hex}"
+    first = make_context(run_id=run_id)
+    first["task_state_store"] = store
+    with pytest.raises(TaskDeferred):
+        compute(1, job_params=NEVER_ENDS, deferrable=True).execute(first)  # its worker died
+    old_job = store.values[STATE_KEY]
+    second = make_context(run_id=run_id, try_number=2)
+    second["task_state_store"] = store
+    assert compute(2).execute(second) == {"version": 2}
+    assert status_of(old_job) is JobStatus.CANCELLED  # nothing would ever use what it computes
+
+
+def test_without_a_task_state_store_changed_params_are_told_by_the_key(capsys: pytest.CaptureFixture[str]) -> None:
+    run_id = f"manual__{uuid.uuid4().hex}"
+    assert compute(1).execute(make_context(run_id=run_id)) == {"version": 1}
+    second = make_context(run_id=run_id, try_number=2)
+    assert compute(2).execute(second) == {"version": 2}
+    assert "job type, params or meta changed since the job under this task's key" in capsys.readouterr().out
+    third = make_context(run_id=run_id, try_number=3)
+    assert compute(2).execute(third) == {"version": 2}
+    assert third["ti"].xcom["job_id"] == second["ti"].xcom["job_id"]  # found again by the key of these inputs

@@ -14,7 +14,15 @@ from tests.support.clock import FakeClock
 from jobservice_provider._task import sensor_started
 from jobservice_provider.core.errors import JobFailedError, JobNotFoundError, JobServiceError, JobTimeoutError, TransientError
 from jobservice_provider.core.job import Job
-from jobservice_provider.core.keys import MAX_KEY_LENGTH, map_scoped, sendable, task_key, try_key
+from jobservice_provider.core.keys import (
+    MAX_KEY_LENGTH,
+    inputs_fingerprint,
+    inputs_key,
+    map_scoped,
+    sendable,
+    task_key,
+    try_key,
+)
 from jobservice_provider.core.policy import PollPolicy, RetryPolicy
 from jobservice_provider.core.retry import FailureStreak
 from jobservice_provider.core.status import FAILURE, TERMINAL, JobStatus, WaitVerdict, verdict
@@ -266,3 +274,15 @@ def test_the_public_error_names_are_the_ones_raised() -> None:
 
     assert jobservice_provider.JobFailedError is JobFailedError
     assert jobservice_provider.JobTimeoutError is JobTimeoutError
+
+
+# -- 10. the inputs' fingerprint ----------------------------------------------------------------------
+
+
+def test_the_inputs_fingerprint_is_stable_and_tells_any_change() -> None:
+    a = inputs_fingerprint("sleep", {"seconds": 1, "steps": 2}, {})
+    assert a == inputs_fingerprint("sleep", {"steps": 2, "seconds": 1}, {})  # key order does not matter
+    assert a != inputs_fingerprint("sleep", {"seconds": 2, "steps": 2}, {})
+    assert a != inputs_fingerprint("python", {"seconds": 1, "steps": 2}, {})
+    assert a != inputs_fingerprint("sleep", {"seconds": 1, "steps": 2}, {"team": "x"})
+    assert inputs_key("airflow:d:t:r:-1", a) == f"airflow:d:t:r:-1:inputs-{a[:16]}"

@@ -7,6 +7,8 @@ earlier tries from them, and tests check them without a service.
 from __future__ import annotations
 
 import hashlib
+import json
+from typing import Any
 
 # The longest key sent. The native API (and most services that take an Idempotency-Key header)
 # accept 1 to 255 printable characters; an Airflow task's key can be far longer (dag_id and
@@ -45,3 +47,16 @@ def sendable(key: str) -> str:
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:KEY_HASH_DIGITS]
     prefix = "".join(c if c.isascii() and c.isprintable() else "?" for c in key[:_KEEP])
     return f"{prefix}#{digest}"
+
+
+def inputs_fingerprint(job_type: str, params: Any, meta: Any) -> str:
+    """A stable hash of what a job is asked to do (type, params, meta): a retry or a clear whose
+    inputs changed can tell that the job of an earlier try was computed from other inputs."""
+    canonical = json.dumps({"type": job_type, "params": params, "meta": meta}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def inputs_key(base: str, fingerprint: str) -> str:
+    """The key under which a task submits after its inputs changed: one per set of inputs, so a
+    retry with the same changed inputs finds that job again, even without a task state store."""
+    return f"{base}:inputs-{fingerprint[:16]}"

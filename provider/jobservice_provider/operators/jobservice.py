@@ -23,9 +23,9 @@ from jobservice_provider._task import (
     job_failed,
     remaining,
 )
-from jobservice_provider.core.errors import InvalidRequestError, JobNotFoundError, JobServiceError, JobTimeoutError
+from jobservice_provider.core.errors import ConflictError, InvalidRequestError, JobNotFoundError, JobServiceError, JobTimeoutError
 from jobservice_provider.core.job import Job
-from jobservice_provider.core.keys import map_scoped, sendable, task_key, try_key
+from jobservice_provider.core.keys import inputs_fingerprint, inputs_key, map_scoped, sendable, task_key, try_key
 from jobservice_provider.core.logs import copy_log_tail
 from jobservice_provider.core.policy import PollPolicy, RetryPolicy
 from jobservice_provider.core.status import ACTIVE, FAILURE, SUCCESS, TERMINAL, JobStatus
@@ -39,6 +39,8 @@ DEFAULT_LOG_TAIL_LINES = 100
 LOG_TAIL_PATIENCE = 30.0
 # Key of the job id in Airflow's task state store; renaming it breaks reattach of in-flight retries.
 STATE_KEY = "jobservice_job_id"
+# Beside it: the fingerprint of the job type, params and meta that job was submitted with.
+INPUTS_KEY = "jobservice_job_inputs"
 
 
 class RetryStrategy(str, enum.Enum):
@@ -141,6 +143,7 @@ class SubmitAndWaitOperator(BaseOperator):
         # call is the timeout's (cancel_on_timeout), not a kill's (cancel_on_kill).
         self._timed_out = False
         self._deadline: float | None = None  # of this try's execution_timeout, epoch seconds
+        self._inputs = ""  # fingerprint of job type, params and meta (set when the job starts)
 
     @cached_property
     def hook(self) -> JobServiceHook:
@@ -201,15 +204,23 @@ class SubmitAndWaitOperator(BaseOperator):
         ti = context["ti"]
         base = self._base_key(ti)
         base_key, retry_key = sendable(base), sendable(try_key(base, ti.try_number))
+        inputs = self._inputs = inputs_fingerprint(self.job_type, self.job_params, self.meta)
         store = context.get("task_state_store")
         stored = store.get(STATE_KEY) if store is not None else None
         stored_id = str(stored) if stored else None
+        stored_inputs = store.get(INPUTS_KEY) if stored_id and store is not None else None
         what = f"Try {ti.try_number}, retry_strategy {self.retry_strategy.name}"
 
         if self.retry_strategy is RetryStrategy.RESUBMIT:
             job = self._submit(base_key if ti.try_number <= 1 else retry_key)
             self.log.info("%s: submitted job %s", what, job.id)
             return job
+        if stored_id and stored_inputs and stored_inputs != inputs:
+            try:
+                changed_from: Job | None = self.hook.get_job(stored_id, deadline=self._deadline)
+            except JobNotFoundError:
+                changed_from = None
+            return self._submit_changed_inputs(what, base, retry_key, stored_id, changed_from)
         if stored_id:
             earlier = self._stored_job(stored_id)
             if earlier.status not in FAILURE:
@@ -221,15 +232,47 @@ class SubmitAndWaitOperator(BaseOperator):
                 "%s: job %s of an earlier try ended %s; submitted new job %s", what, stored_id, earlier.raw_status, job.id
             )
             return job
-        # Nothing stored (first try, or a crash before the id was stored): the service's
-        # idempotency key finds a job submitted under the same key if there is one.
-        job = self._submit(base_key)
+        # Nothing stored (first try, Airflow 3.2, or a crash before the id was stored): the
+        # service's idempotency key finds a job submitted under the same key if there is one.
+        try:
+            job = self._submit(base_key)
+        except ConflictError:
+            # The key's job was submitted with other inputs: a clear or retry after job_params
+            # (or type, meta) changed, without a task state store to tell.
+            return self._submit_changed_inputs(what, base, retry_key, None, None)
         if job.status in FAILURE:
             earlier_id, ended_as = job.id, job.raw_status
             job = self._submit(retry_key)
             self.log.info("%s: job %s under this task's key ended %s; submitted new job %s", what, earlier_id, ended_as, job.id)
         else:
             self.log.info("%s: submitted job %s (%s)", what, job.id, job.raw_status)
+        return job
+
+    def _submit_changed_inputs(self, what: str, base: str, retry_key: str, earlier_id: str | None, earlier: Job | None) -> Job:
+        """The inputs differ from those of the earlier job: never reuse its result. Submit under a
+        key of these inputs (a retry with them finds the job again); a live earlier job is
+        cancelled, since nothing will use what it computes."""
+        job = self._submit(sendable(inputs_key(base, self._inputs)))
+        if job.status in FAILURE:  # these inputs ran before and failed: a fresh job for this try
+            job = self._submit(retry_key)
+        if earlier_id is None:
+            self.log.info(
+                "%s: job type, params or meta changed since the job under this task's key was submitted; submitted new job %s",
+                what,
+                job.id,
+            )
+            return job
+        state = earlier.raw_status if earlier else "unknown to the service"
+        if earlier is not None and earlier.status in ACTIVE and earlier.id != job.id:
+            cancel_for_task(self.hook, earlier.id, "the task's inputs changed", self.log)
+            state += ", now cancelled"
+        self.log.info(
+            "%s: job type, params or meta changed since job %s of an earlier try (%s); submitted new job %s",
+            what,
+            earlier_id,
+            state,
+            job.id,
+        )
         return job
 
     def _stored_job(self, job_id: str) -> Job:
@@ -275,6 +318,8 @@ class SubmitAndWaitOperator(BaseOperator):
             from airflow.sdk.execution_time.context import NEVER_EXPIRE
 
             store.set(STATE_KEY, job.id, retention=NEVER_EXPIRE)
+            if self._inputs:
+                store.set(INPUTS_KEY, self._inputs, retention=NEVER_EXPIRE)
         if not self.wait_for_completion:
             return job.id
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -151,3 +152,14 @@ with DAG(dag_id="semantics_mapped_keys", **COMMON):
     SubmitAndWaitOperator.partial(
         task_id="expanded_key", job_type="sleep", job_params={"seconds": 0}, deferrable=True, poll_interval=0.5
     ).expand(idempotency_key=["{{ run_id }}-a", "{{ run_id }}-b"])
+
+# 10. REATTACH notices changed inputs: cleared with other job_params (here from the environment
+# at parse time, as an edited DAG file would change them), the task submits a new job.
+with DAG(dag_id="semantics_changed_inputs", **COMMON):
+    SubmitAndWaitOperator(
+        task_id="compute",
+        job_type="sleep",
+        job_params={"seconds": 0.5, "result": {"version": os.environ.get("SEMANTICS_INPUT_VERSION", "1")}},
+        deferrable=True,
+        poll_interval=0.5,
+    )

@@ -463,3 +463,43 @@ def test_without_a_task_state_store_changed_params_are_told_by_the_key(capsys: p
     third = make_context(run_id=run_id, try_number=3)
     assert compute(2).execute(third) == {"version": 2}
     assert third["ti"].xcom["job_id"] == second["ti"].xcom["job_id"]  # found again by the key of these inputs
+
+
+# -- 9. at most one live job per task instance, with or without a task state store -----------------
+
+
+def jobs_of(run_id: str) -> list[Any]:
+    prefix = f"airflow:test_dag:test_task:{run_id}:"
+    return [job for job in JobServiceHook().list_jobs(job_type="sleep") if (job.key or "").startswith(prefix)]
+
+
+@pytest.mark.parametrize("with_store", [False, True], ids=["no-task-state-store", "died-before-storing"])
+def test_a_retry_reattaches_to_the_live_job_an_earlier_try_left_behind(with_store: bool) -> None:
+    store, run_id = TaskStateStore(), f"manual__{uuid.uuid4().hex}"
+
+    def try_(n: int) -> dict[str, Any]:
+        context = make_context(run_id=run_id, try_number=n)
+        if with_store:
+            context["task_state_store"] = store
+        return context
+
+    def operator() -> SubmitAndWaitOperator:
+        return SubmitAndWaitOperator(task_id="t", job_type="sleep", job_params=NEVER_ENDS, deferrable=True)
+
+    first = try_(1)
+    with pytest.raises(TaskDeferred):
+        operator().execute(first)
+    JobServiceHook().cancel_and_wait(first["ti"].xcom["job_id"], deadline=time.time() + 30)  # try 1's job CANCELLED
+    second = try_(2)
+    with pytest.raises(TaskDeferred):
+        operator().execute(second)  # try 2 submits a new job, then its worker dies...
+    second_job = second["ti"].xcom["job_id"]
+    if with_store:
+        store.values[STATE_KEY] = first["ti"].xcom["job_id"]  # ...before it could store the job id
+    third = try_(3)
+    with pytest.raises(TaskDeferred):
+        operator().execute(third)
+    assert third["ti"].xcom["job_id"] == second_job
+    running = [job.id for job in jobs_of(run_id) if job.status is JobStatus.RUNNING]
+    assert running == [second_job]  # exactly one live job for the task instance
+    cancel_quietly(second_job)

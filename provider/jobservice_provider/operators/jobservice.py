@@ -227,6 +227,17 @@ class SubmitAndWaitOperator(BaseOperator):
                 verb = "returning the result of" if earlier.status in SUCCESS else "reattaching to"
                 self.log.info("%s: %s job %s of an earlier try (%s)", what, verb, earlier.id, earlier.raw_status)
                 return earlier
+            if live := self._live_job_of_earlier_tries(base, ti.try_number):
+                self.log.info(
+                    "%s: job %s of an earlier try ended %s, but job %s of a later try is %s (found by its key); "
+                    "reattaching to it",
+                    what,
+                    stored_id,
+                    earlier.raw_status,
+                    live.id,
+                    live.raw_status,
+                )
+                return live
             job = self._submit(retry_key)
             self.log.info(
                 "%s: job %s of an earlier try ended %s; submitted new job %s", what, stored_id, earlier.raw_status, job.id
@@ -242,11 +253,46 @@ class SubmitAndWaitOperator(BaseOperator):
             return self._submit_changed_inputs(what, base, retry_key, None, None)
         if job.status in FAILURE:
             earlier_id, ended_as = job.id, job.raw_status
+            if live := self._live_job_of_earlier_tries(base, ti.try_number):
+                self.log.info(
+                    "%s: job %s under this task's key ended %s, but job %s of a later try is %s (found by its key); "
+                    "reattaching to it",
+                    what,
+                    earlier_id,
+                    ended_as,
+                    live.id,
+                    live.raw_status,
+                )
+                return live
             job = self._submit(retry_key)
             self.log.info("%s: job %s under this task's key ended %s; submitted new job %s", what, earlier_id, ended_as, job.id)
         else:
             self.log.info("%s: submitted job %s (%s)", what, job.id, job.raw_status)
         return job
+
+    def _live_job_of_earlier_tries(self, base: str, try_number: int) -> Job | None:
+        """A QUEUED or RUNNING job that an earlier try of this task instance submitted under its
+        own key: the try's worker died before the job id was stored (or there is no task state
+        store, as on Airflow 3.2). Looked for before a retry submits, so a task instance never has
+        two live jobs. None when there is none, or when the service cannot list jobs by status."""
+        if try_number <= 1:
+            return None
+        keys = {sendable(base), *(sendable(try_key(base, n)) for n in range(1, try_number))}
+        keys.add(sendable(inputs_key(base, self._inputs)))
+        try:
+            live = [
+                job
+                for job in self.hook.list_jobs(
+                    status=[JobStatus.QUEUED.value, JobStatus.RUNNING.value], job_type=self.job_type, deadline=self._deadline
+                )
+                if job.key in keys and job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+            ]
+        except (JobServiceError, NotImplementedError) as exc:
+            self.log.warning("Could not look for a live job of an earlier try (%s); submitting a new one", exc)
+            return None
+        if not live:
+            return None
+        return max(live, key=lambda job: (job.created_at.timestamp() if job.created_at else 0.0, job.id))
 
     def _submit_changed_inputs(self, what: str, base: str, retry_key: str, earlier_id: str | None, earlier: Job | None) -> Job:
         """The inputs differ from those of the earlier job: never reuse its result. Submit under a

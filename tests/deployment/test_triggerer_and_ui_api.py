@@ -27,7 +27,8 @@ def test_hook_meta_serves_the_jobservice_form(deployment: AirflowDeployment) -> 
     standard = jobservice["standard_fields"]
     assert standard["host"]["title"] == "Base URL" and not standard["host"]["hidden"]
     assert standard["password"]["title"] == "API token" and not standard["password"]["hidden"]
-    for hidden in ("url_schema", "login", "port"):
+    assert standard["login"]["title"] == "Login (basic auth)" and not standard["login"]["hidden"]  # auth_type basic
+    for hidden in ("url_schema", "port"):
         assert standard[hidden]["hidden"], hidden
 
     extra = jobservice["extra_fields"]

@@ -9,7 +9,7 @@ from typing import Any
 from airflow.sdk import Context, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from jobservice_provider.core.errors import JobFailedError, JobServiceError
+from jobservice_provider.core.errors import JobFailedError, JobServiceError, JobStaleError
 from jobservice_provider.core.job import Job
 from jobservice_provider.hooks.jobservice import JobServiceHook
 
@@ -113,6 +113,24 @@ class WatchedJobFailed(AirflowFailException, JobFailedError):
 
     def __init__(self, message: str, *, job_id: str = "", status: str = "", remote_error: str | None = None) -> None:
         JobFailedError.__init__(self, job_id, status, remote_error, message=message)
+
+
+class StaleJobException(AirflowFailException, JobStaleError):
+    """The job a sensor watched stayed RUNNING without any change for ``stale_after``: like the
+    sensor's timeout, no retry and skipped with ``soft_fail``; ``except JobStaleError`` catches it."""
+
+    def __init__(self, message: str, *, job_id: str = "", last_status: str | None = "RUNNING") -> None:
+        JobStaleError.__init__(self, job_id, last_status, message)
+
+
+def stale_seconds(stale_after: timedelta | float | None) -> float | None:
+    """A ``stale_after`` argument (a timedelta or seconds, or None) in seconds, checked."""
+    if stale_after is None:
+        return None
+    seconds = _seconds(stale_after)
+    if not seconds > 0:
+        raise ValueError(f"stale_after must be a positive duration, got {stale_after!r}")
+    return seconds
 
 
 def _failure_fields(job: Job | dict[str, Any] | None) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from tests.support.airflow_context import make_context
 from tests.support.fault_proxy import FaultProxy, status
 from tests.support.hiding_proxy import HidingProxy
 
-from jobservice_provider.core.errors import JobFailedError, JobTimeoutError
+from jobservice_provider.core.errors import JobFailedError, JobStaleError, JobTimeoutError
 from jobservice_provider.core.keys import sendable, task_key
 from jobservice_provider.core.status import JobStatus
 from jobservice_provider.hooks.jobservice import JobServiceHook
@@ -503,3 +503,40 @@ def test_a_retry_reattaches_to_the_live_job_an_earlier_try_left_behind(with_stor
     running = [job.id for job in jobs_of(run_id) if job.status is JobStatus.RUNNING]
     assert running == [second_job]  # exactly one live job for the task instance
     cancel_quietly(second_job)
+
+
+# -- 11. stale_after: a job that hangs is noticed ---------------------------------------------------
+
+STOPS = {"callable": "tests.support.pyjobs:wait_for_file", "kwargs": {"path": "/nonexistent/go", "timeout_s": 600}}
+
+
+def since_last_change(event: dict[str, Any]) -> float:
+    job = JobServiceHook().get_job(event["job_id"])
+    assert job.updated_at is not None
+    return time.time() - job.updated_at.timestamp()
+
+
+def test_an_operator_whose_job_stops_changing_ends_stale_and_cancels_it() -> None:
+    op = SubmitAndWaitOperator(
+        task_id="t", job_type="python", job_params=STOPS, poll_interval=0.5, stale_after=timedelta(seconds=5), deferrable=True
+    )
+    context = make_context()
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    event = trigger_event(deferred.value.trigger)
+    assert event["status"] == "stale" and "stale_after=5s" in event["message"], event
+    assert 5 <= since_last_change(event) <= 7  # the progress "1/2" was the last change
+    with pytest.raises(AirflowTaskTimeout, match="is stale") as timed_out:
+        op.resume_execution("execute_complete", {"event": event}, context)
+    assert isinstance(timed_out.value.__cause__, JobStaleError)
+    assert status_of(event["job_id"]) is JobStatus.CANCELLED  # like a timeout: cancel_on_timeout
+
+
+def test_a_sensor_on_a_job_that_stops_changing_fails_stale_without_cancelling_it() -> None:
+    job = JobServiceHook().submit("python", STOPS)
+    sensor = JobCompleteSensor(task_id="s", job_id=job.id, poll_interval=0.5, stale_after=5, deferrable=False, timeout=60)
+    with pytest.raises(JobStaleError, match="is stale"):
+        sensor.execute(make_context())
+    assert 5 <= time.time() - JobServiceHook().get_job(job.id).updated_at.timestamp() <= 7  # type: ignore[union-attr]
+    assert status_of(job.id) is JobStatus.RUNNING  # a sensor watches
+    cancel_quietly(job.id)

@@ -8,11 +8,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pendulum
 import pytest
 from tests.support.clock import FakeClock
 
 from jobservice_provider._task import sensor_started
-from jobservice_provider.core.errors import JobFailedError, JobNotFoundError, JobServiceError, JobTimeoutError, TransientError
+from jobservice_provider.core.errors import (
+    JobFailedError,
+    JobNotFoundError,
+    JobServiceError,
+    JobStaleError,
+    JobTimeoutError,
+    TransientError,
+)
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.keys import (
     MAX_KEY_LENGTH,
@@ -286,3 +294,66 @@ def test_the_inputs_fingerprint_is_stable_and_tells_any_change() -> None:
     assert a != inputs_fingerprint("python", {"seconds": 1, "steps": 2}, {})
     assert a != inputs_fingerprint("sleep", {"seconds": 1, "steps": 2}, {"team": "x"})
     assert inputs_key("airflow:d:t:r:-1", a) == f"airflow:d:t:r:-1:inputs-{a[:16]}"
+
+
+# -- 11. stale_after ----------------------------------------------------------------------------------
+
+
+class Scripted:
+    """Answers with the record ``record(now)`` of the fake clock's time."""
+
+    def __init__(self, clock: FakeClock, record: Callable[[float], dict[str, Any]]) -> None:
+        self.clock, self.record, self.calls = clock, record, 0
+
+    async def get_job(self, job_id: str) -> Job:
+        self.calls += 1
+        return Job.from_json({"id": job_id, **self.record(self.clock.now)})
+
+    async def get_logs(self, job_id: str, offset: int = 0) -> Any:
+        raise AssertionError("not used")
+
+    async def cancel_job(self, job_id: str) -> Job:
+        raise AssertionError("not used")
+
+
+async def test_a_running_job_whose_record_stops_changing_is_stale_after_stale_after() -> None:
+    clock = FakeClock()
+    last_change = clock.now + 12  # progress moves every 3 s, then stops at 12 s
+
+    def record(now: float) -> dict[str, Any]:
+        step = int(min(now, last_change) - 1_000) // 3
+        return {"status": "RUNNING", "version": 2 + step, "progress": {"completed": step}}
+
+    spec = WaitSpec(job_id="j_1", poll=PollPolicy(interval=2, jitter=0), stale_after=5)
+    result = await wait_for_job(Scripted(clock, record), spec, clock=clock, sleep=clock.sleep, rand=lambda: 0.5)
+    assert result.outcome is Outcome.STALE
+    assert "is stale: still RUNNING" in result.message and "stale_after=5s" in result.message
+    assert 5 <= clock.now - last_change <= 5 + 2  # within one poll interval of stale_after
+    with pytest.raises(JobStaleError):
+        result.raise_for_outcome()
+
+
+async def test_a_job_that_keeps_changing_or_is_queued_is_never_stale() -> None:
+    clock = FakeClock()
+
+    def record(now: float) -> dict[str, Any]:
+        elapsed = now - 1_000
+        if elapsed < 20:
+            return {"status": "QUEUED", "version": 1}  # queued for long: not stale
+        if elapsed < 60:
+            return {"status": "RUNNING", "version": 2 + int(elapsed) // 4}  # changes every 4 s
+        return {"status": "SUCCEEDED", "version": 99}
+
+    spec = WaitSpec(job_id="j_1", poll=PollPolicy(interval=2, jitter=0), stale_after=5)
+    result = await wait_for_job(Scripted(clock, record), spec, clock=clock, sleep=clock.sleep, rand=lambda: 0.5)
+    assert result.outcome is Outcome.SUCCESS
+
+
+async def test_a_job_that_hung_before_anyone_looked_is_stale_by_its_updated_at() -> None:
+    start = pendulum.datetime(2026, 1, 1, 12).timestamp()
+    clock = FakeClock(start=start)
+    hung_since = pendulum.datetime(2026, 1, 1, 11)  # an hour without a change
+    record = {"status": "RUNNING", "version": 7, "updated_at": hung_since.isoformat()}
+    spec = WaitSpec(job_id="j_1", poll=PollPolicy(interval=2, jitter=0), stale_after=600)
+    result = await wait_for_job(Scripted(clock, lambda _: record), spec, clock=clock, sleep=clock.sleep, rand=lambda: 0.5)
+    assert result.outcome is Outcome.STALE and clock.now - start <= 2  # at the first look

@@ -13,6 +13,7 @@
     │   └── ConfigurationError          the connection or an operator argument is invalid
     ├── JobFailedError                  the remote job ended FAILED or CANCELLED
     └── JobTimeoutError                 our deadline passed before the job finished
+        └── JobStaleError               the job stayed RUNNING without any change for stale_after
 
 Errors are classified by type and status code where they are raised, never by
 parsing ``str(exc)`` later.
@@ -149,3 +150,8 @@ class JobTimeoutError(JobServiceError):
         super().__init__(message or f"Timed out waiting for job {job_id} (last status {last_status})")
         self.job_id = job_id
         self.last_status = last_status
+
+
+class JobStaleError(JobTimeoutError):
+    """The job stayed RUNNING with no change to its record for ``stale_after``: it hangs. Waits
+    treat it as a timeout of its own (the operator then cancels with ``cancel_on_timeout``)."""

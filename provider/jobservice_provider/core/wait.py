@@ -19,7 +19,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from jobservice_provider.core.dialects import LogChunk
-from jobservice_provider.core.errors import JobFailedError, JobNotFoundError, JobServiceError, JobTimeoutError, TransientError
+from jobservice_provider.core.errors import (
+    JobFailedError,
+    JobNotFoundError,
+    JobServiceError,
+    JobStaleError,
+    JobTimeoutError,
+    TransientError,
+)
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.logs import LogFollower
 from jobservice_provider.core.policy import PollPolicy, Rand, RetryPolicy
@@ -51,6 +58,7 @@ class Outcome(str, enum.Enum):
     SUCCESS = "success"  # a target status was reached
     FAILED = "failed"  # the job ended in a failure status
     TIMEOUT = "timeout"  # the deadline passed first
+    STALE = "stale"  # the job stayed RUNNING with no change to its record for stale_after
     ERROR = "error"  # we could not find out (permanent error, or transient budget spent)
 
 
@@ -77,6 +85,8 @@ class WaitResult:
             return job
         if self.outcome is Outcome.FAILED and job is not None:
             raise JobFailedError(job.id, job.raw_status, str(job.error) if job.error else None, message=self.message)
+        if self.outcome is Outcome.STALE:
+            raise JobStaleError(self.job_id, job.raw_status if job else None, self.message)
         if self.outcome is Outcome.TIMEOUT:
             raise JobTimeoutError(self.job_id, job.raw_status if job else None, self.message)
         raise JobServiceError(self.message)
@@ -106,8 +116,48 @@ class WaitSpec:
     # epoch seconds the grace ends, when it began before this wait (a sensor's first poke); else
     # it ends not_found_grace after the wait starts
     not_found_until: float | None = None
+    # seconds a RUNNING job may go without any change to its record before the wait ends "stale"
+    stale_after: float | None = None
     follow_logs: bool = False
     log_offset: int = 0
+
+
+class Staleness:
+    """When a job's record last changed, to tell a job that hangs (still RUNNING, no progress)
+    from one that works: its status, ``version``, ``progress`` and ``updated_at`` are compared
+    from record to record. The first record counts from its ``updated_at`` when the service sends
+    one (a job that hung before anyone looked is stale already), else from when it was seen.
+
+    :param after: seconds without a change after which a RUNNING job is stale.
+    """
+
+    __slots__ = ("after", "signature", "since")
+
+    def __init__(self, after: float) -> None:
+        self.after = after
+        self.signature: tuple[Any, ...] | None = None
+        self.since = 0.0
+
+    def seen(self, job: Job, now: float) -> None:
+        signature = (job.raw_status, job.version, job.progress, job.updated_at)
+        if signature == self.signature:
+            return
+        first = self.signature is None
+        self.signature, self.since = signature, now
+        if first and job.updated_at is not None:
+            self.since = min(now, job.updated_at.timestamp())
+
+    def stale_at(self, job: Job | None) -> float | None:
+        """When ``job`` (the last record seen) goes stale; None unless it is RUNNING."""
+        if job is None or job.status is not JobStatus.RUNNING or self.signature is None:
+            return None
+        return self.since + self.after
+
+    def message(self, job_id: str, now: float) -> str:
+        return (
+            f"Job {job_id} is stale: still RUNNING with no change to its record (status, version, progress, "
+            f"updated_at) for {now - self.since:.0f}s (stale_after={self.after:g}s)"
+        )
 
 
 def not_found_message(job_id: str, grace: float) -> str:
@@ -165,9 +215,12 @@ async def wait_for_job(
     follower = LogFollower(client, job_id, spec.log_offset, logger) if spec.follow_logs else None
     delay = 0.0 if check_now else spec.poll.first_delay(rand)
     hold = follower is None
+    changes = Staleness(spec.stale_after) if spec.stale_after is not None else None
+    checked_at = float("-inf")
 
     while True:
         remaining: float | None = None
+        holding = hold
         if spec.deadline is not None:
             remaining = spec.deadline - clock()
             if remaining <= 0:
@@ -177,19 +230,27 @@ async def wait_for_job(
                     else f"Deadline reached before the status of job {job_id} was seen"
                 )
                 return _result(Outcome.TIMEOUT, message, spec, last, follower)
-            if lookup is None and delay >= remaining:
-                await sleep(remaining)  # the next check would come too late: report the timeout
-                continue
+        if changes is not None and (stale_at := changes.stale_at(last)) is not None:
+            now = clock()
+            if now < stale_at:
+                remaining = stale_at - now if remaining is None else min(remaining, stale_at - now)
+            elif checked_at >= stale_at:
+                return _result(Outcome.STALE, changes.message(job_id, now), spec, last, follower)
+            else:  # look once more, now, before calling it stale
+                delay, holding = 0.0, False
+        if remaining is not None and lookup is None and delay >= remaining:
+            await sleep(remaining)  # the next check would come too late: report the timeout (or look)
+            continue
         try:
             if lookup is not None:
                 if remaining is None:
-                    job = await lookup(delay, hold)
+                    job = await lookup(delay, holding)
                 else:
                     try:
                         async with asyncio.timeout(remaining):
-                            job = await lookup(delay, hold)
+                            job = await lookup(delay, holding)
                     except TimeoutError:
-                        continue  # the deadline came first
+                        continue  # the deadline (or the time the job goes stale) came first
             else:
                 if delay > 0:
                     await sleep(delay)
@@ -227,6 +288,9 @@ async def wait_for_job(
             unknown_logged.add(job.raw_status)
             logger.warning("Job %s has status %r, which we do not know; still waiting", job_id, job.raw_status)
         last = job
+        checked_at = clock()
+        if changes is not None:
+            changes.seen(job, checked_at)
         if follower:
             await follower.poll()
 

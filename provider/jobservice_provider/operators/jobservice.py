@@ -22,8 +22,16 @@ from jobservice_provider._task import (
     grace_seconds,
     job_failed,
     remaining,
+    stale_seconds,
 )
-from jobservice_provider.core.errors import ConflictError, InvalidRequestError, JobNotFoundError, JobServiceError, JobTimeoutError
+from jobservice_provider.core.errors import (
+    ConflictError,
+    InvalidRequestError,
+    JobNotFoundError,
+    JobServiceError,
+    JobStaleError,
+    JobTimeoutError,
+)
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.keys import inputs_fingerprint, inputs_key, map_scoped, sendable, task_key, try_key
 from jobservice_provider.core.logs import copy_log_tail
@@ -83,6 +91,9 @@ class SubmitAndWaitOperator(BaseOperator):
     :param stream_logs: copy new remote log lines into the task log while waiting.
     :param log_tail_lines: on completion, copy at most this many remaining remote log lines.
     :param max_result_bytes: largest JSON result pushed to XCom; a bigger one fails clearly.
+    :param stale_after: a timedelta (or seconds): a RUNNING job whose record (status, version,
+        progress, ``updated_at``) has not changed for that long ends the wait as stale, handled
+        like a timeout (cancelled with ``cancel_on_timeout``, then ``AirflowTaskTimeout``).
     :param not_found_grace: seconds (or a timedelta) a job id the service does not know yet is
         waited for (default 60): right after submit, and when a retry reattaches to the job an
         earlier try stored; then the task fails naming the id.
@@ -112,6 +123,7 @@ class SubmitAndWaitOperator(BaseOperator):
         log_tail_lines: int = DEFAULT_LOG_TAIL_LINES,
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
         not_found_grace: float | timedelta = DEFAULT_NOT_FOUND_GRACE,
+        stale_after: timedelta | float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -137,6 +149,7 @@ class SubmitAndWaitOperator(BaseOperator):
         self.log_tail_lines = log_tail_lines
         self.max_result_bytes = max_result_bytes
         self.not_found_grace = grace_seconds(not_found_grace)
+        self.stale_after = stale_seconds(stale_after)
         self.job_id: str | None = None
         self._job_cancelled = False
         # Set when this try ran out of time: Airflow calls on_kill after a timeout too, and that
@@ -376,6 +389,7 @@ class SubmitAndWaitOperator(BaseOperator):
             retry=RetryPolicy(budget=self.hook.config.transient_error_budget),
             deadline=deadline,
             not_found_grace=self.not_found_grace,
+            stale_after=self.stale_after,
             follow_logs=self.stream_logs,
         )
         if job.status in TERMINAL:
@@ -393,6 +407,7 @@ class SubmitAndWaitOperator(BaseOperator):
                 deadline=deadline,
                 deadline_margin=deadline_margin(self.execution_timeout.total_seconds() if self.execution_timeout else None),
                 not_found_grace=self.not_found_grace,
+                stale_after=self.stale_after,
                 cancel_on_kill=self.cancel_on_kill,
                 follow_logs=self.stream_logs,
             ),
@@ -440,6 +455,14 @@ class SubmitAndWaitOperator(BaseOperator):
                 raise AirflowTaskTimeout(
                     f"execution_timeout ({self.execution_timeout}) reached: {event['message']}"
                 ) from JobTimeoutError(job_id, last, event["message"])
+            case Outcome.STALE.value:
+                self._timed_out = True  # a timeout of its own: the on_kill that follows is the timeout's
+                if self.cancel_on_timeout:
+                    cancel_for_task(self.hook, job_id, "it is stale", self.log)
+                    self._job_cancelled = True
+                raise AirflowTaskTimeout(event["message"]) from JobStaleError(
+                    job_id, (event.get("job") or {}).get("status"), event["message"]
+                )
             case Outcome.FAILED.value:
                 raise job_failed(event["message"], event.get("job"))
         raise AirflowException(event["message"])

@@ -18,6 +18,7 @@ from airflow.sdk.exceptions import (
 )
 
 from jobservice_provider._task import (
+    StaleJobException,
     cancel_for_task,
     check_event,
     default_deferrable,
@@ -25,11 +26,12 @@ from jobservice_provider._task import (
     grace_seconds,
     remaining,
     sensor_started,
+    stale_seconds,
 )
 from jobservice_provider.core.errors import JobNotFoundError
 from jobservice_provider.core.policy import PollPolicy
 from jobservice_provider.core.status import FAILURE, SUCCESS, JobStatus, WaitVerdict, parse_statuses, verdict
-from jobservice_provider.core.wait import DEFAULT_NOT_FOUND_GRACE, Outcome, describe, not_found_message
+from jobservice_provider.core.wait import DEFAULT_NOT_FOUND_GRACE, Outcome, Staleness, describe, not_found_message
 from jobservice_provider.hooks.jobservice import JobServiceHook
 from jobservice_provider.triggers.jobservice import JobStatusTrigger, deadline_margin
 
@@ -56,6 +58,9 @@ class JobCompleteSensor(BaseSensorOperator):
     :param cancel_on_kill: cancel the watched job when this task is killed, marked or
         cleared. Off by default: a sensor may watch someone else's job.
     :param stream_logs: copy new remote log lines into the task log while deferred.
+    :param stale_after: a timedelta (or seconds): a RUNNING job whose record (status, version,
+        progress, ``updated_at``) has not changed for that long ends the wait with a "stale"
+        error (``StaleJobException``, a ``JobStaleError``: no retry, skipped with ``soft_fail``).
     :param not_found_grace: seconds (or a timedelta) a job id the service does not know yet
         is waited for, counted from the sensor's start, before the task fails naming the id
         (default 60): the "job exists" wait, for services that show new jobs late.
@@ -80,6 +85,7 @@ class JobCompleteSensor(BaseSensorOperator):
         cancel_on_kill: bool = False,
         stream_logs: bool = True,
         not_found_grace: float | timedelta = DEFAULT_NOT_FOUND_GRACE,
+        stale_after: timedelta | float | None = None,
         **kwargs: Any,
     ) -> None:
         if poll_interval is not None:
@@ -95,6 +101,10 @@ class JobCompleteSensor(BaseSensorOperator):
         self.cancel_on_kill = cancel_on_kill
         self.stream_logs = stream_logs
         self.not_found_grace = grace_seconds(not_found_grace)
+        self.stale_after = stale_seconds(stale_after)
+        # In poke mode one instance makes every poke, so it sees the record change; in reschedule
+        # mode each poke is a new process and only the record's updated_at tells.
+        self._staleness = Staleness(self.stale_after) if self.stale_after is not None else None
         self._timed_out = False  # Airflow calls on_kill after an execution_timeout, too
         self._started: float | None = None  # when the timeout's count began, epoch seconds
 
@@ -115,6 +125,12 @@ class JobCompleteSensor(BaseSensorOperator):
             )
             return False
         self.log.info("%s", describe(job))
+        if self._staleness is not None:
+            now = time.time()
+            self._staleness.seen(job, now)
+            stale_at = self._staleness.stale_at(job)
+            if stale_at is not None and now >= stale_at:
+                raise StaleJobException(self._staleness.message(job.id, now), job_id=job.id)
         match verdict(job.status, self.target_statuses, self.failure_statuses):
             case WaitVerdict.DONE:
                 return PokeReturnValue(is_done=True, xcom_value=job.summary())
@@ -148,6 +164,7 @@ class JobCompleteSensor(BaseSensorOperator):
                 deadline=deadline,
                 deadline_margin=deadline_margin(self.timeout),
                 not_found_grace=self.not_found_grace,
+                stale_after=self.stale_after,
                 not_found_until=self._started + self.not_found_grace if self._started is not None else None,
                 cancel_on_kill=self.cancel_on_kill,
                 follow_logs=self.stream_logs,
@@ -208,6 +225,8 @@ class JobCompleteSensor(BaseSensorOperator):
                 return event["job"]
             case Outcome.FAILED.value:
                 raise failed_job_error(event["message"], event.get("job"))
+            case Outcome.STALE.value:
+                raise StaleJobException(event["message"], job_id=event["job_id"])
             case Outcome.TIMEOUT.value:
                 raise AirflowSensorTimeout(f"Sensor timed out after {timedelta(seconds=self.timeout)}: {event['message']}")
         raise AirflowException(event["message"])

@@ -93,12 +93,14 @@ class JobStatusTrigger(BaseTrigger):
     :param not_found_grace: seconds an unknown job id is tolerated right after submission.
     :param not_found_until: epoch seconds the grace ends, when it began before this wait (a
         sensor's first poke); by default it ends ``not_found_grace`` after the wait starts.
+    :param stale_after: seconds a RUNNING job may go without any change to its record (status,
+        version, progress, ``updated_at``) before the wait ends with a ``stale`` event.
     :param cancel_on_kill: cancel the job when a user kills the deferred task (mark
         failed/success, clear). Never on triggerer restart or reassignment.
     :param follow_logs: copy new remote log lines into the task log while waiting.
     :param log_offset: bytes of the remote log already copied (by an earlier wait).
 
-    The event is ``{"status": "success"|"failed"|"timeout"|"error", "job_id", "job",
+    The event is ``{"status": "success"|"failed"|"timeout"|"stale"|"error", "job_id", "job",
     "message", "log_offset"}``.
     """
 
@@ -115,6 +117,7 @@ class JobStatusTrigger(BaseTrigger):
         deadline_margin: float = DEADLINE_MARGIN,
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         not_found_until: float | None = None,
+        stale_after: float | None = None,
         cancel_on_kill: bool = False,
         follow_logs: bool = False,
         log_offset: int = 0,
@@ -142,6 +145,7 @@ class JobStatusTrigger(BaseTrigger):
             deadline=None if deadline is None else deadline - deadline_margin,
             not_found_grace=not_found_grace,
             not_found_until=not_found_until,
+            stale_after=stale_after,
             follow_logs=follow_logs,
             log_offset=log_offset,
         )
@@ -160,6 +164,7 @@ class JobStatusTrigger(BaseTrigger):
             "deadline_margin": self.deadline_margin,
             "not_found_grace": spec.not_found_grace,
             "not_found_until": spec.not_found_until,
+            "stale_after": spec.stale_after,
             "cancel_on_kill": self.cancel_on_kill,
             "follow_logs": spec.follow_logs,
             "log_offset": spec.log_offset,
@@ -175,7 +180,7 @@ class JobStatusTrigger(BaseTrigger):
                 )
         except JobServiceError as exc:
             result = WaitResult(Outcome.ERROR, self.job_id, None, str(exc), self.spec.log_offset)
-        if result.outcome in (Outcome.TIMEOUT, Outcome.ERROR):
+        if result.outcome in (Outcome.TIMEOUT, Outcome.STALE, Outcome.ERROR):
             # (A job that ended was just logged with its status line.)
             self.log.info("Wait for job %s ended: %s: %s", self.job_id, result.outcome.value, result.message)
         yield TriggerEvent(result.to_event())

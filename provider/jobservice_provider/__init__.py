@@ -19,6 +19,7 @@ _LAZY = {
     "JobServiceError": "jobservice_provider.core.errors",
     "JobFailedError": "jobservice_provider.core.errors",
     "JobTimeoutError": "jobservice_provider.core.errors",
+    "JobStaleError": "jobservice_provider.core.errors",
     "JobNotFoundError": "jobservice_provider.core.errors",
     "JobServiceHook": "jobservice_provider.hooks.jobservice",
     "JobStatusTrigger": "jobservice_provider.triggers.jobservice",

@@ -5,11 +5,15 @@ from __future__ import annotations
 import hmac
 import logging
 import math
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import hdrs, web
+from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
 from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 from multidict import MultiMapping
 
 from jobservice_local.guard import HostRule, check_request
@@ -39,6 +43,9 @@ MAX_PAGE = 1000
 DEFAULT_LOG_CHUNK = 65536
 MAX_LOG_CHUNK = 1024 * 1024
 MAX_KEY_LENGTH = 255
+#: aiohttp's limits (its defaults), answered 414 and 431.
+MAX_LINE_BYTES = 8190
+MAX_FIELD_BYTES = 8190
 SUBMIT_FIELDS = ("type", "params", "meta", "timeout_s")
 WATCH_FIELDS = ("seen", "wait_s")
 LISTING_PARAMS = ("status", "type", "created_after", "limit", "cursor")
@@ -90,6 +97,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if exc.status < 400:
             raise
         return problem_response(_problem_from_http_error(request, exc))
+    except HttpProcessingError as exc:  # a body that breaks HTTP (bad chunking, short Content-Length)
+        return problem_response(invalid_request(f"malformed HTTP request body: {_excerpt(exc.message)}"))
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return problem_response(Problem(500, "internal-error", "the job service failed to handle the request"))
@@ -114,6 +123,72 @@ def browser_guard_middleware(rule: HostRule) -> Middleware:
         return await handler(request)
 
     return guard
+
+
+_REQUEST_LINE = re.compile(rb"^[A-Z]+ \S")
+
+
+def _excerpt(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def protocol_problem(status: int, exc: BaseException | None, message: str | None) -> Problem:
+    """The problem for a request aiohttp refused before any handler ran (or a failure outside them)."""
+    if isinstance(exc, LineTooLong):
+        line = exc.args[0] if exc.args else b""
+        # aiohttp says which line only this way: its C parser reads the target into a bytearray, its
+        # Python parser quotes the request line, method first.
+        if isinstance(line, bytearray) or (isinstance(line, bytes) and _REQUEST_LINE.match(line)):
+            return Problem(
+                414,
+                "uri-too-long",
+                f"the request line (method, path and query) exceeds {MAX_LINE_BYTES} bytes",
+                limit="max_line_bytes",
+                max_line_bytes=MAX_LINE_BYTES,
+            )
+        return Problem(
+            431,
+            "header-fields-too-large",
+            f"a request header exceeds {MAX_FIELD_BYTES} bytes (name and value)",
+            limit="max_field_bytes",
+            max_field_bytes=MAX_FIELD_BYTES,
+        )
+    if isinstance(exc, BadHttpMessage) and "too many headers" in str(exc.message).lower():
+        return Problem(431, "header-fields-too-large", "the request has too many header fields", limit="max_headers")
+    if status >= 500:
+        return Problem(500, "internal-error", "the job service failed to handle the request")
+    detail = getattr(exc, "message", None) or message or "malformed HTTP request"
+    return Problem(status, SLUG_BY_STATUS.get(status, "invalid-request"), f"malformed HTTP request: {_excerpt(str(detail))}")
+
+
+class ProblemRequestHandler(RequestHandler):
+    """aiohttp's connection handler, answering what it refuses itself as problem+json instead of plain text."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs it; raises if an answer is under way
+        response = problem_response(protocol_problem(status, exc, message))
+        response.force_close()
+        return response
+
+
+class _ProblemServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class ProblemAppRunner(web.AppRunner):
+    """An :class:`aiohttp.web.AppRunner` whose connections answer even a malformed request with problem+json."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _ProblemServer
+        return server
 
 
 def auth_middleware(token: str | None) -> Middleware:

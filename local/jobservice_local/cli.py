@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from jobservice_local.app import build_app
+from jobservice_local.app import MAX_FIELD_BYTES, MAX_LINE_BYTES, ProblemAppRunner, build_app
 from jobservice_local.service import LocalConfig, LocalJobService
 from jobservice_local.store import StoreLockedError
 
@@ -253,7 +253,14 @@ async def serve(config: LocalConfig, host: str, port: int) -> int:
         log.error("cannot listen on %s:%s: %s", host, port, exc)
         return 1
     service = LocalJobService(config)
-    runner = web.AppRunner(build_app(service), handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    runner = ProblemAppRunner(
+        build_app(service),
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+        max_line_size=MAX_LINE_BYTES,
+        max_field_size=MAX_FIELD_BYTES,
+    )
     try:
         await runner.setup()
     except (StoreLockedError, sqlite3.Error, OSError) as exc:

@@ -23,6 +23,8 @@ TITLES: dict[str, str] = {
     "job-not-succeeded": "Job has not succeeded",
     "too-many-ids": "Too many job ids",
     "payload-too-large": "Request body too large",
+    "uri-too-long": "Request line too long",
+    "header-fields-too-large": "Request header fields too large",
     "not-found": "Not found",
     "method-not-allowed": "Method not allowed",
     "service-unavailable": "Service unavailable",
@@ -36,6 +38,8 @@ SLUG_BY_STATUS: dict[int, str] = {
     404: "not-found",
     405: "method-not-allowed",
     413: "payload-too-large",
+    414: "uri-too-long",
+    431: "header-fields-too-large",
     503: "service-unavailable",
 }
 

@@ -362,3 +362,61 @@ def test_a_non_loopback_host_warns_naming_what_is_exposed(tmp_path: Path, flags:
     assert "WARNING: --host 192.0.2.1 is not a loopback address" in stderr
     assert "submit and cancel jobs, read every job's params, results and logs" in stderr and says in stderr
     assert "clear text" in stderr
+
+
+# ---------------------------------------------------------------------- every error is problem+json
+
+
+async def raw_exchange(service: LocalService, request: bytes) -> tuple[int, str, Any]:
+    """Send bytes as they are; return the answer's status, Content-Type and JSON body."""
+    host, _, port = own_host(service).rpartition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 20)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:] if line)}
+        body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), 20)
+        return status, headers["content-type"], json.loads(body)
+    finally:
+        writer.close()
+
+
+async def test_requests_aiohttp_refuses_itself_are_problem_json(command_svc: LocalService) -> None:
+    host = own_host(command_svc).encode()
+    auth = f"Authorization: Bearer {command_svc.token}\r\n".encode()
+    cases: list[tuple[bytes, int, str]] = [
+        (b"GET /v1/jobs/" + b"a" * 8200 + b" HTTP/1.1\r\nHost: " + host + b"\r\n\r\n", 414, "uri-too-long"),
+        (b"GET /v1/jobs?cursor=" + b"c" * 9000 + b" HTTP/1.1\r\nHost: " + host + b"\r\n\r\n", 414, "uri-too-long"),
+        (
+            b"GET /v1/health HTTP/1.1\r\nHost: " + host + b"\r\nX-Big: " + b"b" * 10240 + b"\r\n\r\n",
+            431,
+            "header-fields-too-large",
+        ),
+        (b"GET /v1/health HTTP/1.1\r\nHost: " + host + b"\r\nX-" + b"n" * 10240 + b": 1\r\n\r\n", 431, "header-fields-too-large"),
+        (
+            b"GET /v1/health HTTP/1.1\r\nHost: " + host + b"\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(300)) + b"\r\n",
+            431,
+            "header-fields-too-large",
+        ),
+        (b"BLAH /v1/health\r\n\r\n", 400, "invalid-request"),
+        (b"GET /v1/health HTTP/1.1\r\nHost: " + host + b"\r\nContent-Length: abc\r\n\r\n", 400, "invalid-request"),
+        (
+            b"POST /v1/jobs HTTP/1.1\r\nHost: " + host + b"\r\n" + auth + b"Content-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+            400,
+            "invalid-request",
+        ),
+        (b"OPTIONS /v1/jobs HTTP/1.1\r\nHost: " + host + b"\r\n" + auth + b"\r\n", 405, "method-not-allowed"),
+    ]
+    for request, expected_status, slug in cases:
+        status, content_type, problem = await raw_exchange(command_svc, request)
+        assert (status, content_type.split(";")[0]) == (expected_status, "application/problem+json"), (request[:60], problem)
+        assert problem["type"] == f"urn:jobservice:problem:{slug}" and problem["status"] == expected_status, problem
+        assert problem["title"] and problem["detail"] and len(problem["detail"]) < 400, problem
+    async with api_for(command_svc) as api:
+        status, _, _ = await api.call("GET", "/v1/health")
+        assert status == 200, "the service keeps serving after each of them"
+

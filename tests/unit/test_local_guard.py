@@ -58,3 +58,23 @@ def test_rules() -> None:
     assert check(content_type="text/plain") == "unsupported-media-type"
     assert check(content_type=None) == "unsupported-media-type"
     assert check(content_type="application/octet-stream", has_body=False) is None
+
+
+def test_what_aiohttp_refuses_becomes_a_problem_naming_the_limit() -> None:
+    from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+
+    from jobservice_local.app import protocol_problem
+
+    cases = [
+        (LineTooLong(bytearray(b"/aaaa..."), 8190), 414, "uri-too-long"),  # C parser: the target
+        (LineTooLong(b"GET /aaaa...", 8190), 414, "uri-too-long"),  # Python parser: the request line
+        (LineTooLong(b"bbbb...", 8190), 431, "header-fields-too-large"),
+        (LineTooLong(b"X-Big: bbbb...", 8190), 431, "header-fields-too-large"),
+        (BadHttpMessage("Too many headers received"), 431, "header-fields-too-large"),
+        (BadHttpMessage("Invalid method encountered: " + "x" * 1000), 400, "invalid-request"),
+        (None, 500, "internal-error"),
+    ]
+    for exc, status, slug in cases:
+        problem = protocol_problem(400 if exc is not None else 500, exc, None)
+        assert (problem.status, problem.slug) == (status, slug), exc
+        assert len(problem.detail) < 300

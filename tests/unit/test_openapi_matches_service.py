@@ -9,6 +9,8 @@ import pytest
 
 from jobservice_local.app import (
     MAX_BATCH_IDS,
+    MAX_FIELD_BYTES,
+    MAX_LINE_BYTES,
     MAX_WAIT_S,
     MAX_WATCH_IDS,
     QUERY_PARAMS,
@@ -107,6 +109,8 @@ def test_request_bodies_match(doc: dict[str, Any]) -> None:
 
 def test_documented_limits_match_the_service(doc: dict[str, Any]) -> None:
     description = " ".join(doc["info"]["description"].split())
+    assert f"a request line over {MAX_LINE_BYTES} bytes (414" in description
+    assert f"a header over {MAX_FIELD_BYTES} bytes" in description
     assert f"nest at most {MAX_JSON_DEPTH} levels deep" in description
     assert f"({MIN_JSON_INT} to {MAX_JSON_INT})" in description
     watch = doc["components"]["schemas"]["WatchRequest"]["properties"]

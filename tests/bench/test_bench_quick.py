@@ -67,7 +67,8 @@ def test_simulator_speaks_native_http_and_batch(simulator: str) -> None:
 
     auth = {"Authorization": "Bearer t0k"}
     ids = _call(simulator, "/_bench/setup", {"n": 2})["ids"]
-    _call(simulator, "/_bench/start", {"finish_min": 1.0, "finish_max": 1.5, "seed": 3})
+    # Jobs end 3 s in, so the checks below still see them RUNNING on a loaded machine.
+    _call(simulator, "/_bench/start", {"finish_min": 3.0, "finish_max": 3.5, "seed": 3})
 
     running = Job.from_json(_call(simulator, f"/v1/jobs/{ids[0]}", headers=auth))
     assert (running.status, running.version) == (JobStatus.RUNNING, 2)

@@ -27,9 +27,7 @@ def _seconds(ti: dict[str, Any], since: str = "start_date", until: str = "end_da
     return (end - start).total_seconds()
 
 
-def test_a_short_sensor_timeout_is_reported_at_most_its_margin_early(
-    deployment: AirflowDeployment, runs: dict[str, str]
-) -> None:
+def test_a_short_sensor_timeout_is_reported_at_most_its_margin_early(deployment: AirflowDeployment, runs: dict[str, str]) -> None:
     run_id = runs[SENSOR_DAG]
     deployment.wait_for_run_state(SENSOR_DAG, run_id, {"failed"}, timeout=180)
     ti = deployment.task_instance(SENSOR_DAG, run_id, "wait")

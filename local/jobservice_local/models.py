@@ -211,6 +211,10 @@ class StoredJob:
     meta_json: str
     #: the result as JSON text; ``None`` while there is none (or when not loaded).
     result_json: str | None = None
+    #: the process group of a ``python``/``command`` job (its leader's pid) and when that leader
+    #: started (``orphans.start_marker``): what a restart after a crash needs to stop it safely.
+    pgid: int | None = None
+    proc_start: str | None = None
     #: whether the row exists in SQLite (then only the mutable columns are written).
     persisted: bool = False
     #: read from a row that could not be decoded and not yet recorded as FAILED because of it.

@@ -113,6 +113,7 @@ class ProcessExecution:
     :param describe_exit: turns a return code into the job's outcome.
     :param stdin_data: bytes written to the child's stdin (then closed), if any.
     :param on_progress: if given, a control pipe is passed to the child (python runner).
+    :param on_spawn: called with the child's pid (its process group's id) once it exists.
     """
 
     stops_at_once = False
@@ -127,6 +128,7 @@ class ProcessExecution:
         *,
         stdin_data: bytes | None = None,
         on_progress: ProgressSink | None = None,
+        on_spawn: Callable[[int], None] | None = None,
     ) -> None:
         self.argv = argv
         self.env = dict(env)
@@ -135,6 +137,7 @@ class ProcessExecution:
         self.describe_exit = describe_exit
         self.stdin_data = stdin_data
         self.on_progress = on_progress
+        self.on_spawn = on_spawn
         self.pid: int | None = None
         self.result_json: str | None = None
         self.error: dict[str, str] | None = None
@@ -205,6 +208,8 @@ class ProcessExecution:
             return proc
 
         self.pid = proc.pid
+        if self.on_spawn is not None:
+            self.on_spawn(proc.pid)
         if self._grace is not None:
             self._start_termination()
         control_task: asyncio.Task[None] | None = None
@@ -289,7 +294,13 @@ class ProcessExecution:
             self.error = {"type": str(error.get("type", "Error")), "message": str(error.get("message", ""))}
 
 
-def python_execution(spec: PythonSpec, env: Mapping[str, str], log_path: Path, on_progress: ProgressSink) -> ProcessExecution:
+def python_execution(
+    spec: PythonSpec,
+    env: Mapping[str, str],
+    log_path: Path,
+    on_progress: ProgressSink,
+    on_spawn: Callable[[int], None] | None = None,
+) -> ProcessExecution:
     """A ``python`` job: ``pyrunner`` in a subprocess, the call spec on its stdin."""
     payload = dumps({"callable": spec.callable, "args": spec.args, "kwargs": spec.kwargs}).encode("utf-8")
     return ProcessExecution(
@@ -300,6 +311,7 @@ def python_execution(spec: PythonSpec, env: Mapping[str, str], log_path: Path, o
         _describe_python_exit,
         stdin_data=payload,
         on_progress=on_progress,
+        on_spawn=on_spawn,
     )
 
 
@@ -315,9 +327,11 @@ def _describe_python_exit(returncode: int, execution: ProcessExecution) -> RunOu
     return RunOutcome(JobStatus.FAILED, error={"type": "RunnerExited", "message": message})
 
 
-def command_execution(spec: CommandSpec, env: Mapping[str, str], log_path: Path) -> ProcessExecution:
+def command_execution(
+    spec: CommandSpec, env: Mapping[str, str], log_path: Path, on_spawn: Callable[[int], None] | None = None
+) -> ProcessExecution:
     """A ``command`` job: ``argv`` executed directly (no shell)."""
-    return ProcessExecution(spec.argv, {**env, **spec.env}, spec.cwd, log_path, _describe_command_exit)
+    return ProcessExecution(spec.argv, {**env, **spec.env}, spec.cwd, log_path, _describe_command_exit, on_spawn=on_spawn)
 
 
 def _describe_command_exit(returncode: int, execution: ProcessExecution) -> RunOutcome:

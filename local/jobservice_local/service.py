@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from jobservice_local import jobtypes
+from jobservice_local import jobtypes, orphans
 from jobservice_local.jobtypes import CommandSpec, PythonSpec, SleepSpec
 from jobservice_local.models import (
     CANCELLED_ERROR,
@@ -181,11 +181,22 @@ class LocalJobService:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Open the database, settle jobs interrupted by a restart and start queued ones."""
+        """Open the database, settle jobs interrupted by a restart and start queued ones.
+
+        What a restart does: a QUEUED job stays queued (started in submission order); a job that
+        was running is FAILED (``ServiceRestarted``), one that was being cancelled CANCELLED; a
+        ``python``/``command`` job's process group, when it is still running (after a crash), is
+        stopped first, SIGTERM and SIGKILL after the cancel grace, so no copy runs unwatched.
+        """
         private_dir(self.log_dir)
         self.store.open()
+        active = self.store.active()
+        fates = await self._stop_orphans(active)
         failed = cancelled = queued = 0
-        for job in self.store.active():
+        for job in active:
+            fate = fates.get(job.id, "")
+            if fate:
+                self._append_log(job.id, f"jobservice-local: the job service restarted while this job was running; {fate}\n")
             if job.needs_settling:
                 self._settle_undecodable(job)
                 failed += 1
@@ -197,8 +208,10 @@ class LocalJobService:
                 self._finish(job, JobStatus.CANCELLED, error=dict(CANCELLED_ERROR))
                 cancelled += 1
             else:
-                self._finish(job, JobStatus.FAILED, error=dict(RESTARTED_ERROR))
-                self._append_log(job.id, f"jobservice-local: {RESTARTED_ERROR['message']}\n")
+                message = RESTARTED_ERROR["message"] + (f"; {fate}" if fate else "")
+                self._finish(job, JobStatus.FAILED, error={"type": RESTARTED_ERROR["type"], "message": message})
+                if not fate:
+                    self._append_log(job.id, f"jobservice-local: {message}\n")
                 failed += 1
         self._flush()
         if failed or cancelled or queued:
@@ -209,6 +222,34 @@ class LocalJobService:
                 queued,
             )
         self._pump()
+
+    async def _stop_orphans(self, active: list[StoredJob]) -> dict[str, str]:
+        """Stop the process groups a crash left running; job id -> what became of its group."""
+        fates: dict[str, str] = {}
+        ours: dict[int, list[str]] = {}
+        for job in active:
+            if job.pgid is None or job.status is JobStatus.QUEUED:
+                continue
+            if not orphans.group_alive(job.pgid):
+                fates[job.id] = f"its process group {job.pgid} had already ended"
+            elif orphans.is_our_group(job.pgid, job.proc_start):
+                ours.setdefault(job.pgid, []).append(job.id)
+            else:
+                fates[job.id] = (
+                    f"the process group {job.pgid} recorded for it is not its own any more (a reused id, or another boot), "
+                    "so it was not stopped"
+                )
+        if ours:
+            log.warning("stopping %d job process group(s) left running by a crash: %s", len(ours), sorted(ours))
+            for stopped in await orphans.stop_groups(list(ours), self.config.cancel_grace):
+                fate = (
+                    f"its process group {stopped.pgid} was still running and was stopped ({stopped.by})"
+                    if stopped.by != "still alive"
+                    else f"its process group {stopped.pgid} was still running and could not be stopped"
+                )
+                for job_id in ours[stopped.pgid]:
+                    fates[job_id] = fate
+        return fates
 
     def begin_shutdown(self) -> None:
         """Stop waiting: answer every pending long-poll now."""
@@ -612,16 +653,23 @@ class LocalJobService:
         def on_progress(completed: float, total: float | None, message: str | None) -> None:
             self._progress(job, completed, total, message)
 
+        def on_spawn(pid: int) -> None:
+            # Written at once (not a change of the record: no new version), so that a crash from
+            # now on leaves the job's process group findable.
+            job.pgid, job.proc_start = pid, orphans.start_marker(pid)
+            self._dirty[job.id] = job
+            self._schedule_flush()
+
         log_path = self._log_path(job.id)
         env = {**self._child_env, "JOBSERVICE_JOB_ID": job.id}
         execution: Execution
         if isinstance(spec, SleepSpec):
             execution = SleepExecution(spec, on_progress, log_path)
         elif isinstance(spec, PythonSpec):
-            execution = python_execution(spec, env, log_path, on_progress)
+            execution = python_execution(spec, env, log_path, on_progress, on_spawn)
         else:
             assert isinstance(spec, CommandSpec)
-            execution = command_execution(spec, env, log_path)
+            execution = command_execution(spec, env, log_path, on_spawn)
         self._executions[job.id] = execution
         self._running += 1
         self._tasks[job.id] = asyncio.create_task(self._drive(job, execution), name=f"job {job.id}")

@@ -35,7 +35,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at   TEXT NOT NULL,
     finished_at  TEXT,
     error        TEXT,
-    result       TEXT
+    result       TEXT,
+    pgid         INTEGER,
+    proc_start   TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at, id);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at, id);
@@ -43,14 +45,16 @@ CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at, id);
 
 _COLUMNS = (
     "id, key, fingerprint, type, params, meta, timeout_s, status, version, progress, attempt,"
-    " created_at, started_at, updated_at, finished_at, error"
+    " created_at, started_at, updated_at, finished_at, error, pgid, proc_start"
 )
+#: columns added after the first release, added to an older database when it is opened.
+_ADDED_COLUMNS = {"pgid": "INTEGER", "proc_start": "TEXT"}
 
-_INSERT = f"INSERT INTO jobs ({_COLUMNS}, result) VALUES ({', '.join('?' * 17)})"
+_INSERT = f"INSERT INTO jobs ({_COLUMNS}, result) VALUES ({', '.join('?' * 19)})"
 
 _UPDATE = """
 UPDATE jobs SET status = ?, version = ?, progress = ?, attempt = ?, started_at = ?, updated_at = ?,
-    finished_at = ?, error = ?, result = COALESCE(?, result)
+    finished_at = ?, error = ?, result = COALESCE(?, result), pgid = ?, proc_start = ?
 WHERE id = ?
 """
 
@@ -100,6 +104,10 @@ class JobStore:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.executescript(SCHEMA)
+        present = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+        for column, kind in _ADDED_COLUMNS.items():
+            if column not in present:
+                conn.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
         self._conn = conn
 
     def close(self) -> None:
@@ -133,6 +141,8 @@ class JobStore:
                 job.updated_at,
                 job.finished_at,
                 dumps(job.error) if job.error is not None else None,
+                job.pgid,
+                job.proc_start,
                 job.result_json,
             )
             for job in jobs
@@ -149,6 +159,8 @@ class JobStore:
                 job.finished_at,
                 dumps(job.error) if job.error is not None else None,
                 job.result_json,
+                job.pgid,
+                job.proc_start,
                 job.id,
             )
             for job in jobs
@@ -322,7 +334,13 @@ def _decode(row: Sequence[Any]) -> StoredJob:
         params_json=row[4],
         meta_json=row[5],
         persisted=True,
+        pgid=_process_group(row[16]),
+        proc_start=row[17] if isinstance(row[17], str) else None,
     )
+
+
+def _process_group(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 1 else None
 
 
 def _undecodable(row: Sequence[Any], exc: Exception) -> StoredJob:
@@ -359,6 +377,8 @@ def _undecodable(row: Sequence[Any], exc: Exception) -> StoredJob:
         meta_json="{}",
         persisted=True,
         needs_settling=not settled,
+        pgid=_process_group(row[16]),
+        proc_start=row[17] if isinstance(row[17], str) else None,
     )
 
 

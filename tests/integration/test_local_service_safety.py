@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from tests.support import local_service as support
 from tests.support.local_service import TERMINAL, Api, LocalService, api_for, assert_problem
@@ -420,3 +422,118 @@ async def test_requests_aiohttp_refuses_itself_are_problem_json(command_svc: Loc
         status, _, _ = await api.call("GET", "/v1/health")
         assert status == 200, "the service keeps serving after each of them"
 
+
+# ---------------------------------------------------------------------- crash recovery without orphans
+
+
+def alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def job_processes(service_pid: int, argv: list[str], count: int, timeout: float = 20) -> list[psutil.Process]:
+    """The service's descendants running ``argv`` (at least ``count`` of them, waited for)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [p for p in psutil.Process(service_pid).children(recursive=True) if p.cmdline() == argv]
+        if len(found) >= count:
+            return found
+        assert time.monotonic() < deadline, f"no process {argv} under the service"
+        time.sleep(0.05)
+
+
+async def test_a_crash_leaves_no_orphan_and_the_job_fails_saying_the_service_restarted(tmp_path: Path) -> None:
+    service = LocalService(tmp_path, extra_args=["--allow-command", "--cancel-grace", "1"])
+    with service:
+        assert service.process is not None
+        async with api_for(service) as api:
+            plain = await api.submit("command", {"argv": ["sleep", "300"]})
+            # A leader that ignores SIGTERM, with a child of its own: the whole group must go, SIGKILL after the grace.
+            stubborn_script = (
+                "import signal, subprocess; signal.signal(signal.SIGTERM, signal.SIG_IGN); subprocess.run(['sleep', '301'])"
+            )
+            stubborn = await api.submit("command", {"argv": [sys.executable, "-c", stubborn_script]})
+            cancelling = await api.submit("command", {"argv": [sys.executable, "-c", stubborn_script.replace("301", "302")]})
+            for job in (plain, stubborn, cancelling):
+                await api.wait_for(job["id"], {"RUNNING"})
+            processes = [
+                *job_processes(service.process.pid, ["sleep", "300"], 1),
+                *job_processes(service.process.pid, ["sleep", "301"], 1),
+                *job_processes(service.process.pid, ["sleep", "302"], 1),
+                *job_processes(service.process.pid, [sys.executable, "-c", stubborn_script], 1),
+            ]
+            # The cancel is under way (CANCELLING, SIGTERM ignored) when the service dies.
+            assert (await api.cancel(cancelling["id"]))["status"] == "CANCELLING"
+        service.kill()  # SIGKILL: no shutdown, the job processes are orphaned
+        assert all(alive(p) for p in processes), "the crash left the jobs' processes running (what the restart must stop)"
+
+        started = time.monotonic()
+        service.start()
+        assert not [p for p in processes if alive(p)], "the restart must stop every process the crash left behind"
+        assert time.monotonic() - started < 15
+        async with api_for(service) as api:
+            answer = await api.batch([plain["id"], stubborn["id"], cancelling["id"]])
+            failed_plain, failed_stubborn, cancelled = answer["jobs"]
+            for failed in (failed_plain, failed_stubborn):
+                assert failed["status"] == "FAILED" and failed["error"]["type"] == "ServiceRestarted", failed
+                assert "the job service restarted while this job was running" in failed["error"]["message"]
+                assert "stopped" in failed["error"]["message"], failed
+            assert cancelled["status"] == "CANCELLED", cancelled
+            plain_log = (await api.logs(plain["id"]))["data"]
+            stubborn_log = (await api.logs(stubborn["id"]))["data"]
+            assert "jobservice-local: the job service restarted" in plain_log and "SIGTERM" in plain_log
+            assert "SIGKILL" in stubborn_log, stubborn_log
+
+
+async def test_a_recorded_group_that_is_not_the_jobs_any_more_is_left_alone(tmp_path: Path) -> None:
+    """After a crash, a recorded process id now used by another process (or another boot) is never signalled."""
+    service = LocalService(tmp_path, extra_args=["--allow-command"])
+    with service:
+        async with api_for(service) as api:
+            job = await api.submit("command", {"argv": ["sleep", "303"]})
+            await api.wait_for(job["id"], {"RUNNING"})
+            assert service.process is not None
+            (sleeper,) = job_processes(service.process.pid, ["sleep", "303"], 1)
+        service.kill()
+    bystander = subprocess.Popen(["sleep", "304"], start_new_session=True)
+    try:
+        # The database now says the job's group is the bystander's, recorded at another moment.
+        with sqlite3.connect(service.db_path) as db:
+            (marker,) = db.execute("SELECT proc_start FROM jobs WHERE id = ?", (job["id"],)).fetchone()
+            assert marker
+            db.execute("UPDATE jobs SET pgid = ? WHERE id = ?", (bystander.pid, job["id"]))
+        with service:
+            async with api_for(service) as api:
+                failed = await api.get(job["id"])
+            assert failed["status"] == "FAILED" and "not stopped" in failed["error"]["message"], failed
+            assert bystander.poll() is None, "a process that is not the job's must never be signalled"
+    finally:
+        bystander.kill()
+        bystander.wait()
+        sleeper.kill()
+
+
+async def test_a_database_of_the_previous_schema_is_upgraded_in_place(tmp_path: Path) -> None:
+    """Databases written before process groups were recorded open, gain the columns, and run their queued jobs."""
+    db = tmp_path / "jobservice-local.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "CREATE TABLE jobs (id TEXT PRIMARY KEY, key TEXT UNIQUE, fingerprint TEXT NOT NULL, type TEXT NOT NULL,"
+            " params TEXT NOT NULL, meta TEXT NOT NULL, timeout_s REAL, status TEXT NOT NULL, version INTEGER NOT NULL,"
+            " progress TEXT NOT NULL, attempt INTEGER NOT NULL, created_at TEXT NOT NULL, started_at TEXT,"
+            " updated_at TEXT NOT NULL, finished_at TEXT, error TEXT, result TEXT)"
+        )
+        conn.execute(
+            "INSERT INTO jobs VALUES ('j_old', NULL, 'f', 'sleep', '{\"seconds\": 0, \"result\": 7}', '{}', NULL, 'QUEUED', 1,"
+            ' \'{"completed": 0, "total": null, "message": null}\', 1, \'2026-01-01T00:00:00.000000Z\', NULL,'
+            " '2026-01-01T00:00:00.000000Z', NULL, NULL, NULL)"
+        )
+    with LocalService(tmp_path) as service:
+        async with api_for(service) as api:
+            await api.wait_for("j_old", {"SUCCEEDED"})
+            assert (await api.call("GET", "/v1/jobs/j_old/result"))[1]["result"] == 7
+    with sqlite3.connect(db) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+    assert {"pgid", "proc_start"} <= columns

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import logging
 import math
@@ -191,9 +193,22 @@ class ProblemAppRunner(web.AppRunner):
         return server
 
 
-def auth_middleware(token: str | None) -> Middleware:
-    """Require ``Authorization: Bearer <token>`` on every request (``None``: no auth)."""
+def auth_middleware(
+    token: str | None, scheme: str = "bearer", basic_user: str | None = None, header: str | None = None
+) -> Middleware:
+    """Require the token on every request (``None``: no auth).
+
+    :param scheme: ``bearer`` (``Authorization: Bearer <token>``, the API's own), or for tests of
+        clients' auth settings ``basic`` (``Authorization: Basic``, ``basic_user`` and the token as
+        password) or ``header`` (the token as the value of the header ``header``).
+    """
     expected = token.encode("utf-8") if token is not None else None
+    if expected is not None and scheme == "basic":
+        assert basic_user is not None
+        return _basic_auth(basic_user.encode("utf-8") + b":" + expected)
+    if expected is not None and scheme == "header":
+        assert header is not None
+        return _header_auth(header, expected)
 
     @web.middleware
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -210,6 +225,41 @@ def auth_middleware(token: str | None) -> Middleware:
         return await handler(request)
 
     return check_token
+
+
+def _basic_auth(expected: bytes) -> Middleware:
+    challenge = {"WWW-Authenticate": 'Basic realm="jobservice-local", charset="UTF-8"'}
+
+    @web.middleware
+    async def check_basic(request: web.Request, handler: Handler) -> web.StreamResponse:
+        header = request.headers.get("Authorization")
+        scheme, _, encoded = (header or "").partition(" ")
+        if header is None or scheme.lower() != "basic":
+            raise Problem(401, "unauthorized", "this service takes 'Authorization: Basic <user:token>'", headers=challenge)
+        try:
+            given = base64.b64decode(encoded.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise Problem(401, "unauthorized", "the Basic credentials are not valid base64", headers=challenge) from None
+        if not hmac.compare_digest(given, expected):
+            raise Problem(401, "unauthorized", "wrong user or token", headers=challenge)
+        return await handler(request)
+
+    return check_basic
+
+
+def _header_auth(name: str, expected: bytes) -> Middleware:
+    challenge = {"WWW-Authenticate": f'ApiKey realm="jobservice-local", header="{name}"'}
+
+    @web.middleware
+    async def check_header(request: web.Request, handler: Handler) -> web.StreamResponse:
+        given = request.headers.get(name)
+        if given is None:
+            raise Problem(401, "unauthorized", f"missing {name} header; send the token in it", headers=challenge)
+        if not hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), expected):
+            raise Problem(401, "unauthorized", f"wrong token in {name}", headers=challenge)
+        return await handler(request)
+
+    return check_header
 
 
 def _unauthorized(detail: str, error: str | None) -> Problem:
@@ -539,7 +589,9 @@ def build_app(service: LocalJobService) -> web.Application:
         middlewares=[
             problem_middleware,
             browser_guard_middleware(HostRule.for_listen_address(service.config.listen_host, service.config.allowed_hosts)),
-            auth_middleware(service.config.token),
+            auth_middleware(
+                service.config.token, service.config.auth_scheme, service.config.basic_user, service.config.auth_header
+            ),
         ],
         client_max_size=MAX_BODY_BYTES,
     )

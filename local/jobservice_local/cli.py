@@ -7,6 +7,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import re
 import secrets
 import signal
 import socket
@@ -26,6 +27,9 @@ log = logging.getLogger("jobservice_local")
 
 TOKEN_ENV = "JOBSERVICE_TOKEN"
 TOKEN_FD_OPTION = "--token-fd"
+AUTH_SCHEMES = ("bearer", "basic", "header")
+DEFAULT_AUTH_HEADER = "X-API-Key"
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 MAX_TOKEN_LENGTH = 4096
 DEFAULT_DB = "./jobservice-local.db"
 SHUTDOWN_TIMEOUT = 5.0
@@ -87,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept requests without a token (loopback hosts only; not with --allow-python or --allow-command)",
     )
+    serve.add_argument(
+        "--auth-scheme",
+        choices=AUTH_SCHEMES,
+        default="bearer",
+        help="how clients send the token: bearer (the API's own, default), or, to test clients' auth settings, "
+        "basic (Authorization: Basic with --basic-user and the token as password) or header (the token in --auth-header)",
+    )
+    serve.add_argument("--basic-user", metavar="NAME", help="with --auth-scheme basic: the user name")
+    serve.add_argument("--auth-header", metavar="NAME", help="with --auth-scheme header: the header name (default X-API-Key)")
     # The token handed over by the re-exec that clears it from the environment (see main()).
     serve.add_argument(TOKEN_FD_OPTION, type=int, help=argparse.SUPPRESS)
     serve.add_argument(
@@ -135,6 +148,24 @@ def is_loopback(host: str) -> bool:
     except OSError:
         return False
     return bool(infos) and all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
+
+
+def _check_auth_scheme(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    if args.basic_user is not None and args.auth_scheme != "basic":
+        parser.error("--basic-user is only used with --auth-scheme basic")
+    if args.auth_header is not None and args.auth_scheme != "header":
+        parser.error("--auth-header is only used with --auth-scheme header")
+    if args.auth_scheme != "bearer" and args.no_auth:
+        parser.error(f"--auth-scheme {args.auth_scheme} needs a token; it cannot be combined with --no-auth")
+    if args.auth_scheme == "basic":
+        if not args.basic_user:
+            parser.error("--auth-scheme basic needs --basic-user NAME")
+        if ":" in args.basic_user or not args.basic_user.isprintable():
+            parser.error("--basic-user must not contain ':' or control characters")
+    if args.auth_scheme == "header":
+        args.auth_header = args.auth_header or DEFAULT_AUTH_HEADER
+        if not _HEADER_NAME.match(args.auth_header) or args.auth_header.lower() in ("host", "origin", "content-type"):
+            parser.error(f"--auth-header must be a header name such as {DEFAULT_AUTH_HEADER}, got {args.auth_header!r}")
 
 
 def _checked_token(token: str, source: str, parser: argparse.ArgumentParser) -> str:
@@ -330,6 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"refusing to serve without authentication on non-loopback host {args.host!r}; "
             "give a token (--token-file FILE or JOBSERVICE_TOKEN) or listen on 127.0.0.1"
         )
+    _check_auth_scheme(args, parser)
     token = _resolve_token(args, parser)
     if not is_loopback(args.host):
         print(exposure_warning(args.host, args.allow_python, args.allow_command), file=sys.stderr, flush=True)
@@ -342,6 +374,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cancel_grace=args.cancel_grace,
         listen_host=args.host,
         allowed_hosts=tuple(args.allowed_host),
+        auth_scheme=args.auth_scheme,
+        basic_user=args.basic_user,
+        auth_header=args.auth_header,
     )
     try:
         return asyncio.run(serve(config, args.host, args.port))

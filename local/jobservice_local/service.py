@@ -74,6 +74,9 @@ class LocalConfig:
     :param cancel_grace: seconds between SIGTERM and SIGKILL when stopping a process.
     :param listen_host: the address the service listens on (the ``Host`` header must name it).
     :param allowed_hosts: more names the ``Host`` header may give (``--allowed-host``).
+    :param auth_scheme: how clients send the token: ``bearer``, or for tests ``basic``/``header``.
+    :param basic_user: the user name of ``basic``.
+    :param auth_header: the header of ``header``.
     """
 
     db_path: Path
@@ -84,6 +87,9 @@ class LocalConfig:
     cancel_grace: float = 5.0
     listen_host: str = "127.0.0.1"
     allowed_hosts: tuple[str, ...] = ()
+    auth_scheme: str = "bearer"
+    basic_user: str | None = None
+    auth_header: str | None = None
 
     @property
     def enabled_types(self) -> frozenset[str]:

@@ -8,6 +8,7 @@ Usage::
 
 from __future__ import annotations
 
+import base64
 import os
 import queue
 import re
@@ -68,8 +69,20 @@ class LocalServiceProcess:
 
     @property
     def headers(self) -> dict[str, str]:
-        """The ``Authorization`` header to send (empty with ``--no-auth``)."""
-        return {"Authorization": f"Bearer {self.token}"} if self.token is not None else {}
+        """The header that carries the token, as ``--auth-scheme`` in ``extra_args`` says (empty with ``--no-auth``)."""
+        if self.token is None:
+            return {}
+        scheme = self._option("--auth-scheme") or "bearer"
+        if scheme == "basic":
+            credentials = base64.b64encode(f"{self._option('--basic-user')}:{self.token}".encode()).decode("ascii")
+            return {"Authorization": f"Basic {credentials}"}
+        if scheme == "header":
+            return {self._option("--auth-header") or "X-API-Key": self.token}
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def _option(self, name: str) -> str | None:
+        args = self.extra_args
+        return args[args.index(name) + 1] if name in args[:-1] else None
 
     def url(self, path: str) -> str:
         """The absolute URL of ``path`` (e.g. ``/v1/health``)."""

@@ -488,7 +488,11 @@ async def test_a_crash_leaves_no_orphan_and_the_job_fails_saying_the_service_res
 
 
 async def test_a_recorded_group_that_is_not_the_jobs_any_more_is_left_alone(tmp_path: Path) -> None:
-    """After a crash, a recorded process id now used by another process (or another boot) is never signalled."""
+    """After a crash, a recorded process id that now names a process started at another moment is never signalled.
+
+    (As if the id had been handed out again: the database is made to record another start time
+    for the job's process, which stands in for the other process.)
+    """
     service = LocalService(tmp_path, extra_args=["--allow-command"])
     with service:
         async with api_for(service) as api:
@@ -497,21 +501,19 @@ async def test_a_recorded_group_that_is_not_the_jobs_any_more_is_left_alone(tmp_
             assert service.process is not None
             (sleeper,) = job_processes(service.process.pid, ["sleep", "303"], 1)
         service.kill()
-    bystander = subprocess.Popen(["sleep", "304"], start_new_session=True)
     try:
-        # The database now says the job's group is the bystander's, recorded at another moment.
         with sqlite3.connect(service.db_path) as db:
-            (marker,) = db.execute("SELECT proc_start FROM jobs WHERE id = ?", (job["id"],)).fetchone()
-            assert marker
-            db.execute("UPDATE jobs SET pgid = ? WHERE id = ?", (bystander.pid, job["id"]))
+            pgid, marker = db.execute("SELECT pgid, proc_start FROM jobs WHERE id = ?", (job["id"],)).fetchone()
+            assert pgid == sleeper.pid and marker
+            boot, ticks = marker.rsplit(":", 1)
+            db.execute("UPDATE jobs SET proc_start = ? WHERE id = ?", (f"{boot}:{int(ticks) - 100}", job["id"]))
         with service:
             async with api_for(service) as api:
                 failed = await api.get(job["id"])
-            assert failed["status"] == "FAILED" and "not stopped" in failed["error"]["message"], failed
-            assert bystander.poll() is None, "a process that is not the job's must never be signalled"
+            assert failed["status"] == "FAILED" and "not its own any more" in failed["error"]["message"], failed
+            assert "so it was not stopped" in failed["error"]["message"]
+            assert alive(sleeper), "a process that is not provably the job's must never be signalled"
     finally:
-        bystander.kill()
-        bystander.wait()
         sleeper.kill()
 
 

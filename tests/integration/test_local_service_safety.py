@@ -464,8 +464,11 @@ async def test_a_crash_leaves_no_orphan_and_the_job_fails_saying_the_service_res
                 *job_processes(service.process.pid, ["sleep", "302"], 1),
                 *job_processes(service.process.pid, [sys.executable, "-c", stubborn_script], 1),
             ]
-            # The cancel is under way (CANCELLING, SIGTERM ignored) when the service dies.
+            # The cancel is under way (CANCELLING, SIGTERM ignored) when the service dies. (A listing
+            # answers from the database, so once it shows CANCELLING the crash cannot lose it.)
             assert (await api.cancel(cancelling["id"]))["status"] == "CANCELLING"
+            status, page, _ = await api.call("GET", "/v1/jobs", params={"status": "CANCELLING"})
+            assert status == 200 and [job["id"] for job in page["jobs"]] == [cancelling["id"]]
         service.kill()  # SIGKILL: no shutdown, the job processes are orphaned
         assert all(alive(p) for p in processes), "the crash left the jobs' processes running (what the restart must stop)"
 

@@ -63,9 +63,10 @@ class RetryStrategy(str, enum.Enum):
 class SubmitAndWaitOperator(BaseOperator):
     """Submit a job to the service on the worker, then wait for it and return its result.
 
-    The job id is pushed to XCom (``job_id``) and to Airflow's task state store as soon as
-    the job exists. While the job runs the task defers to :class:`JobStatusTrigger` (or,
-    with ``deferrable=False``, waits on the worker with the same loop). The wait is bounded
+    The job id is pushed to XCom (``job_id``; not with ``do_xcom_push=False``, which pushes
+    nothing) and to Airflow's task state store as soon as the job exists. While the job runs
+    the task defers to :class:`JobStatusTrigger` (or, with ``deferrable=False``, waits on the
+    worker with the same loop). The wait is bounded
     only by the task's ``execution_timeout``; **without one it is unbounded**.
 
     Submission carries an idempotency key derived from dag/task/run/map index, so a
@@ -77,7 +78,7 @@ class SubmitAndWaitOperator(BaseOperator):
         ``params`` is taken by Airflow for DAG params.
     :param meta: free-form metadata stored with the job (templated).
     :param timeout_s: the service's own run-time limit for the job.
-    :param jobservice_conn_id: connection of the job service.
+    :param jobservice_conn_id: connection of the job service (templated).
     :param poll_interval: seconds between status checks (default: the connection's, else 10).
     :param max_poll_interval: let checks spread out up to this many seconds as the job ages.
     :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
@@ -99,7 +100,7 @@ class SubmitAndWaitOperator(BaseOperator):
         earlier try stored; then the task fails naming the id.
     """
 
-    template_fields: Sequence[str] = ("job_type", "job_params", "meta", "idempotency_key")
+    template_fields: Sequence[str] = ("job_type", "job_params", "meta", "idempotency_key", "jobservice_conn_id")
     template_fields_renderers: ClassVar[dict[str, str]] = {"job_params": "json", "meta": "json"}
     ui_color = "#bfe3ff"
 
@@ -372,7 +373,8 @@ class SubmitAndWaitOperator(BaseOperator):
         self._deadline = deadline_after(self.execution_timeout)
         job = self._start_job(context)
         self.job_id = job.id
-        context["ti"].xcom_push(key="job_id", value=job.id)
+        if self.do_xcom_push:
+            context["ti"].xcom_push(key="job_id", value=job.id)
         if (store := context.get("task_state_store")) is not None:
             from airflow.sdk.execution_time.context import NEVER_EXPIRE
 
@@ -528,10 +530,10 @@ class CancelJobOperator(BaseOperator):
     """Cancel a job and wait until it is CANCELLED (or report that it had already finished).
 
     :param job_id: the job to cancel (templated).
-    :param jobservice_conn_id: connection of the job service.
+    :param jobservice_conn_id: connection of the job service (templated).
     """
 
-    template_fields: Sequence[str] = ("job_id",)
+    template_fields: Sequence[str] = ("job_id", "jobservice_conn_id")
 
     def __init__(self, *, job_id: str, jobservice_conn_id: str = JobServiceHook.default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -45,7 +45,7 @@ class JobCompleteSensor(BaseSensorOperator):
     error in the message. Returns the job record as XCom.
 
     :param job_id: the job to watch (templated).
-    :param jobservice_conn_id: connection of the job service.
+    :param jobservice_conn_id: connection of the job service (templated).
     :param target_statuses: statuses that mean done (default ``SUCCEEDED``); one is reached when
         the job is in it or has passed it (QUEUED < RUNNING < terminal), so ``RUNNING`` is also
         reached by a job that already SUCCEEDED.
@@ -69,7 +69,7 @@ class JobCompleteSensor(BaseSensorOperator):
     the docs); there is no attempt count.
     """
 
-    template_fields: Sequence[str] = ("job_id",)
+    template_fields: Sequence[str] = ("job_id", "jobservice_conn_id")
     ui_color = "#d7ecfa"
 
     def __init__(

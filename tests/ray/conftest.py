@@ -194,21 +194,24 @@ def ray_head() -> Iterator[RayHead]:
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-RAY_CONNECTIONS = ("ray", "declarative")
+RAY_CONNECTIONS = ("ray", "declarative", "preset")
 
 
-@pytest.fixture(params=RAY_CONNECTIONS, ids=["ray-dialect", "declarative-ray-spec"])
+@pytest.fixture(params=RAY_CONNECTIONS, ids=["ray-dialect", "declarative-ray-spec", "ray-preset"])
 def ray_conn(request: pytest.FixtureRequest, ray_head: RayHead, monkeypatch: pytest.MonkeyPatch) -> str:
-    """``jobservice_default`` pointed at the Ray head, once with the ray dialect, once with the declarative Ray spec."""
+    """``jobservice_default`` pointed at the Ray head: with the ray dialect, with the declarative Ray spec
+    written out (docs/dialects.md), and with that spec by name (``"preset": "ray"``, docs/presets/ray.md)."""
     monkeypatch.setenv("AIRFLOW_CONN_JOBSERVICE_DEFAULT", ray_conn_json(ray_head, request.param))
     return str(request.param)
 
 
 def ray_conn_json(head: RayHead, dialect: str) -> str:
-    """``ray``, ``declarative`` (the spec in docs/dialects.md) or ``ray-local-types`` (the ray dialect
-    running the example DAGs' ``sleep`` jobs, see tests/ray/local_job_types.py)."""
+    """``ray``, ``declarative`` (the spec in docs/dialects.md), ``preset`` (the ``ray`` preset) or
+    ``ray-local-types`` (the ray dialect running the example DAGs' ``sleep`` jobs, see tests/ray/local_job_types.py)."""
     if dialect == "ray":
         return conn_json(head.base_url, None, dialect="ray", poll_interval=0.5)
     if dialect == "ray-local-types":
         return conn_json(head.base_url, None, dialect="ray", dialect_options=LOCAL_JOB_TYPES_ON_RAY, poll_interval=0.5)
+    if dialect == "preset":
+        return conn_json(head.base_url, None, dialect="declarative", dialect_options={"preset": "ray"}, poll_interval=0.5)
     return conn_json(head.base_url, None, dialect="declarative", dialect_options=spec_from_docs("ray"), poll_interval=0.5)

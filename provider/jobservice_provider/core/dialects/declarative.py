@@ -509,7 +509,9 @@ class DeclarativeDialect(Dialect):
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> DeclarativeDialect:
-        return cls(DeclarativeSpec.parse(options))
+        from jobservice_provider.presets import resolve  # presets are declarative specs shipped as package data
+
+        return cls(DeclarativeSpec.parse(resolve(_object(options, "dialect_options"))))
 
     def _op(self, name: str) -> Operation:
         operation = self.spec.operations.get(name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import html
 import logging
 import math
 import re
@@ -19,7 +20,7 @@ from aiohttp.web_request import BaseRequest
 from multidict import MultiMapping
 
 from jobservice_local.guard import HostRule, check_request
-from jobservice_local.models import JsonLimitError, dumps, format_timestamp, loads, parse_timestamp
+from jobservice_local.models import JOB_PAGE_PATH, JsonLimitError, dumps, format_timestamp, loads, parse_timestamp
 from jobservice_local.problems import (
     PROBLEM_CONTENT_TYPE,
     SLUG_BY_STATUS,
@@ -59,6 +60,13 @@ QUERY_PARAMS: dict[tuple[str, str], tuple[str, ...]] = {
 }
 
 SERVICE_KEY = web.AppKey("service", LocalJobService)
+#: the routes a browser may open, without the token: pages that show nothing but their own URL.
+PAGE_ROUTES = frozenset({"job-page"})
+
+
+def _is_page(request: web.Request) -> bool:
+    route = request.match_info.route
+    return request.method == "GET" and route.name in PAGE_ROUTES
 
 
 def service_version() -> str:
@@ -112,11 +120,12 @@ def browser_guard_middleware(rule: HostRule) -> Middleware:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         headers = request.headers
+        page = _is_page(request)  # opened by a click in another site's page (Airflow's): only Host is checked
         refusal = check_request(
             rule,
             host=headers.get(hdrs.HOST),
-            origin=headers.get(hdrs.ORIGIN),
-            fetch_site=headers.get("Sec-Fetch-Site"),
+            origin=None if page else headers.get(hdrs.ORIGIN),
+            fetch_site=None if page else headers.get("Sec-Fetch-Site"),
             content_type=headers.get(hdrs.CONTENT_TYPE),
             has_body=request.body_exists,
         )
@@ -205,10 +214,10 @@ def auth_middleware(
     expected = token.encode("utf-8") if token is not None else None
     if expected is not None and scheme == "basic":
         assert basic_user is not None
-        return _basic_auth(basic_user.encode("utf-8") + b":" + expected)
+        return _pages_open(_basic_auth(basic_user.encode("utf-8") + b":" + expected))
     if expected is not None and scheme == "header":
         assert header is not None
-        return _header_auth(header, expected)
+        return _pages_open(_header_auth(header, expected))
 
     @web.middleware
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -224,7 +233,19 @@ def auth_middleware(
             raise _unauthorized("wrong bearer token", "invalid_token")
         return await handler(request)
 
-    return check_token
+    return _pages_open(check_token)
+
+
+def _pages_open(check: Middleware) -> Middleware:
+    """``check`` on every request but a page's (a browser cannot send the token; pages show nothing)."""
+
+    @web.middleware
+    async def open_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if _is_page(request):
+            return await handler(request)
+        return await check(request, handler)
+
+    return open_pages
 
 
 def _basic_auth(expected: bytes) -> Middleware:
@@ -555,6 +576,31 @@ async def get_logs(request: web.Request) -> web.Response:
     return web.json_response(service.read_log(job, offset, limit))
 
 
+async def job_page(request: web.Request) -> web.Response:
+    """``GET /ui/jobs/{id}``: where a job's ``links.web`` points (the extra link in Airflow).
+
+    This service has no web UI and a browser has no token, so the page shows nothing about the
+    job (not even whether it exists): only where to read it. It reads no data at all.
+    """
+    _check_query(request)
+    job_id = html.escape(request.match_info["id"])
+    body = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>Job {job_id} · {SERVICE_NAME}</title></head><body>"
+        f"<h1>Job {job_id}</h1>"
+        f"<p>{SERVICE_NAME} is a development job service without a web UI. Read this job with "
+        f"<code>GET /v1/jobs/{job_id}</code> and the service's token; the Airflow task log shows its progress.</p>"
+        "</body></html>"
+    )
+    headers = {
+        "Content-Security-Policy": "default-src 'none'",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+    }
+    return web.Response(text=body, content_type="text/html", headers=headers)
+
+
 async def health(request: web.Request) -> web.Response:
     """``GET /v1/health``."""
     _check_query(request)
@@ -607,4 +653,5 @@ def build_app(service: LocalJobService) -> web.Application:
     router.add_get("/v1/jobs/{id}/logs", get_logs, allow_head=False)
     router.add_post("/v1/watch", watch_jobs)
     router.add_get("/v1/health", health, allow_head=False)
+    router.add_get(JOB_PAGE_PATH, job_page, allow_head=False, name="job-page")
     return app

@@ -10,6 +10,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from jobservice_local.status import JobStatus
 
@@ -32,7 +33,10 @@ RECORD_FIELDS: tuple[str, ...] = (
     "error",
     "meta",
     "timeout_s",
+    "links",
 )
+#: where a job's page for people is, relative to the service's base URL (``links.web``).
+JOB_PAGE_PATH = "/ui/jobs/{id}"
 
 CANCELLED_ERROR = {"type": "Cancelled", "message": "cancelled by request"}
 UNDECODABLE_ERROR_TYPE = "UndecodableRecord"
@@ -238,4 +242,5 @@ class StoredJob:
             "error": dict(self.error) if self.error is not None else None,
             "meta": self.meta,
             "timeout_s": self.timeout_s,
+            "links": {"web": JOB_PAGE_PATH.format(id=quote(self.id, safe=""))},
         }

@@ -56,6 +56,7 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [{"integration-name": "Job Service", "python-modules": ["jobservice_provider.triggers.jobservice"]}],
         "sensors": [{"integration-name": "Job Service", "python-modules": ["jobservice_provider.sensors.jobservice"]}],
         "operators": [{"integration-name": "Job Service", "python-modules": ["jobservice_provider.operators.jobservice"]}],
+        "extra-links": ["jobservice_provider.links.jobservice.JobServiceJobLink"],
         "connection-types": [
             {
                 "connection-type": "jobservice",

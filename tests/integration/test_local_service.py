@@ -197,9 +197,10 @@ async def test_job_record_shape_and_versions(api: Api) -> None:
     job = await api.submit("sleep", {"seconds": 0.1, "steps": 3, "result": ["x"]}, meta={"a": 1})
     assert list(job) == [
         "id", "key", "type", "params", "status", "version", "progress", "attempt", "created_at",
-        "started_at", "updated_at", "finished_at", "error", "meta", "timeout_s",
+        "started_at", "updated_at", "finished_at", "error", "meta", "timeout_s", "links",
     ]  # fmt: skip
     assert job["version"] >= 1 and job["attempt"] == 1 and job["key"] is None
+    assert job["links"] == {"web": f"/ui/jobs/{job['id']}"}
     assert job["created_at"].endswith("Z") and len(job["created_at"]) == len("2026-11-28T11:00:00.123456Z")
     done = await api.wait_for(job["id"], {"SUCCEEDED"})
     # created, started, three steps, finished: every change bumps the version.

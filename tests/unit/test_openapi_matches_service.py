@@ -18,7 +18,15 @@ from jobservice_local.app import (
     WATCH_FIELDS,
     build_app,
 )
-from jobservice_local.models import MAX_JSON_DEPTH, MAX_JSON_INT, MIN_JSON_INT, RECORD_FIELDS, StoredJob, empty_progress
+from jobservice_local.models import (
+    JOB_PAGE_PATH,
+    MAX_JSON_DEPTH,
+    MAX_JSON_INT,
+    MIN_JSON_INT,
+    RECORD_FIELDS,
+    StoredJob,
+    empty_progress,
+)
 from jobservice_local.problems import PROBLEM_CONTENT_TYPE, TITLES, problem_body
 from jobservice_local.service import LocalConfig, LocalJobService
 from jobservice_local.status import JobStatus
@@ -125,6 +133,10 @@ def test_documented_limits_match_the_service(doc: dict[str, Any]) -> None:
 def test_every_operation_documents_auth_and_problem_errors(doc: dict[str, Any]) -> None:
     for (method, path), operation in _operations(doc).items():
         responses = operation["responses"]
+        if operation.get("security") == []:  # a page for browsers: only the Host rule, HTML
+            assert (method, path) == ("GET", JOB_PAGE_PATH) and set(responses) == {"200", "421"}, f"{method} {path}"
+            assert list(responses["200"]["content"]) == ["text/html"]
+            continue
         assert "401" in responses, f"{method} {path} does not document 401"
         # The browser rules (jobservice_local.guard) apply to every call; the media type to every body.
         assert {"403", "421"} <= set(responses), f"{method} {path} does not document the browser rules"

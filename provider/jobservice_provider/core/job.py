@@ -67,6 +67,8 @@ class Job:
     updated_at: pendulum.DateTime | None = None
     finished_at: pendulum.DateTime | None = None
     meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: the record's ``links`` (native API): relation -> URL, e.g. ``web``, the job's page for people.
+    links: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: Any, *, body: bytes | str | None = None) -> Job:
@@ -110,6 +112,7 @@ class Job:
                 updated_at=_opt_time(data.get("updated_at"), "updated_at"),
                 finished_at=_opt_time(data.get("finished_at"), "finished_at"),
                 meta=dict(meta),
+                links=_links(data.get("links")),
             )
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
@@ -131,6 +134,14 @@ class Job:
             "finished_at": _iso(self.finished_at),
             "meta": dict(self.meta),
         }
+
+
+def _links(value: Any) -> dict[str, str]:
+    """``links`` as far as it is usable: the string members of an object. Links only decorate a
+    record (a page to show people), so a service's odd ``links`` never fails a wait."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(name): url for name, url in value.items() if isinstance(url, str) and url}
 
 
 def _progress(value: Any) -> Progress | None:

@@ -14,7 +14,7 @@ from asgiref.sync import async_to_sync
 
 from jobservice_provider.core.client import JobServiceClient
 from jobservice_provider.core.config import ServiceConfig
-from jobservice_provider.core.dialects import LogChunk
+from jobservice_provider.core.dialects import LogChunk, get_dialect
 from jobservice_provider.core.errors import JobNotFoundError, JobServiceError, MalformedResponseError, PermanentError
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.policy import RetryPolicy
@@ -54,6 +54,11 @@ async def ashared_config(conn_id: str) -> ServiceConfig:
         reading.add_done_callback(forget_failure)
     # Shielded: a trigger cancelled while the read is under way must not cancel it for the others.
     return await asyncio.shield(cached[1])
+
+
+def job_url_for(config: ServiceConfig, job: Job) -> str | None:
+    """The URL of ``job``'s page in the service's web UI, as its dialect builds it; None when unknown."""
+    return get_dialect(config.dialect, config.dialect_options).job_url(job, config.base_url)
 
 
 def _config_from(conn: Connection) -> ServiceConfig:
@@ -263,6 +268,11 @@ class JobServiceHook(BaseHook):
             True,
             f"Connected to {service} {health.get('version', '?')} (API {health.get('api', '?')}) at {self.config.base_url}",
         )
+
+    def job_url(self, job: Job) -> str | None:
+        """The URL of ``job``'s page in the service's web UI (the record's link, Ray's dashboard,
+        the declarative spec's ``job_url``), or None when the service has none."""
+        return job_url_for(self.config, job)
 
     @staticmethod
     def _retry_policy(client: JobServiceClient) -> RetryPolicy:

@@ -39,6 +39,7 @@ from jobservice_provider.core.policy import PollPolicy, RetryPolicy
 from jobservice_provider.core.status import ACTIVE, FAILURE, SUCCESS, TERMINAL, JobStatus
 from jobservice_provider.core.wait import DEFAULT_NOT_FOUND_GRACE, Outcome, WaitResult, WaitSpec, describe, not_found_message
 from jobservice_provider.hooks.jobservice import JobServiceHook
+from jobservice_provider.links.jobservice import JobServiceJobLink
 from jobservice_provider.triggers.jobservice import JobStatusTrigger, deadline_margin
 
 DEFAULT_MAX_RESULT_BYTES = 1024 * 1024
@@ -64,7 +65,9 @@ class SubmitAndWaitOperator(BaseOperator):
     """Submit a job to the service on the worker, then wait for it and return its result.
 
     The job id is pushed to XCom (``job_id``; not with ``do_xcom_push=False``, which pushes
-    nothing) and to Airflow's task state store as soon as the job exists. While the job runs
+    nothing) and to Airflow's task state store as soon as the job exists; where the service has
+    a web page for the job, its URL goes to XCom as ``job_url`` and the task instance shows it as
+    the extra link "Job Service job" (also with ``do_xcom_push=False``). While the job runs
     the task defers to :class:`JobStatusTrigger` (or, with ``deferrable=False``, waits on the
     worker with the same loop). The wait is bounded
     only by the task's ``execution_timeout``; **without one it is unbounded**.
@@ -103,6 +106,7 @@ class SubmitAndWaitOperator(BaseOperator):
     template_fields: Sequence[str] = ("job_type", "job_params", "meta", "idempotency_key", "jobservice_conn_id")
     template_fields_renderers: ClassVar[dict[str, str]] = {"job_params": "json", "meta": "json"}
     ui_color = "#bfe3ff"
+    operator_extra_links = (JobServiceJobLink(),)
 
     def __init__(
         self,
@@ -152,6 +156,8 @@ class SubmitAndWaitOperator(BaseOperator):
         self.not_found_grace = grace_seconds(not_found_grace)
         self.stale_after = stale_seconds(stale_after)
         self.job_id: str | None = None
+        #: the job's page in the service's web UI, when it has one (what the extra link shows).
+        self.job_url: str | None = None
         self._job_cancelled = False
         # Set when this try ran out of time: Airflow calls on_kill after a timeout too, and that
         # call is the timeout's (cancel_on_timeout), not a kill's (cancel_on_kill).
@@ -373,8 +379,13 @@ class SubmitAndWaitOperator(BaseOperator):
         self._deadline = deadline_after(self.execution_timeout)
         job = self._start_job(context)
         self.job_id = job.id
+        self.job_url = self.hook.job_url(job)
+        if self.job_url:
+            self.log.info("Job %s: %s", job.id, self.job_url)
         if self.do_xcom_push:
             context["ti"].xcom_push(key="job_id", value=job.id)
+            if self.job_url:
+                context["ti"].xcom_push(key="job_url", value=self.job_url)
         if (store := context.get("task_state_store")) is not None:
             from airflow.sdk.execution_time.context import NEVER_EXPIRE
 
@@ -421,8 +432,11 @@ class SubmitAndWaitOperator(BaseOperator):
         # The wait was bounded by the trigger; what execute_complete does (result, cancel, log
         # tail) gets execution_timeout afresh, as Airflow's alarm does for a resumed task.
         self._deadline = deadline_after(self.execution_timeout)
+        event = check_event(event)
+        # A new process: the link Airflow stores after this part comes from the event.
+        self.job_url = event.get("job_url") or self.job_url
         try:
-            return self._finish(check_event(event))
+            return self._finish(event)
         except AirflowTaskTimeout:
             self._timed_out = True
             raise

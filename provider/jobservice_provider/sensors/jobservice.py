@@ -29,10 +29,12 @@ from jobservice_provider._task import (
     stale_seconds,
 )
 from jobservice_provider.core.errors import JobNotFoundError
+from jobservice_provider.core.job import Job
 from jobservice_provider.core.policy import PollPolicy
 from jobservice_provider.core.status import FAILURE, SUCCESS, JobStatus, WaitVerdict, parse_statuses, verdict
 from jobservice_provider.core.wait import DEFAULT_NOT_FOUND_GRACE, Outcome, Staleness, describe, not_found_message
 from jobservice_provider.hooks.jobservice import JobServiceHook
+from jobservice_provider.links.jobservice import JobServiceJobLink
 from jobservice_provider.triggers.jobservice import JobStatusTrigger, deadline_margin
 
 
@@ -42,7 +44,9 @@ class JobCompleteSensor(BaseSensorOperator):
     Pokes once; then, when deferrable, waits in the triggerer for the time still
     remaining of the sensor's ``timeout``. A job that ends in a failure status fails
     the task (no retry; skipped with ``soft_fail``) with the job id, status and remote
-    error in the message. Returns the job record as XCom.
+    error in the message. Returns the job record as XCom. Where the service has a web page for
+    the job, its URL goes to XCom as ``job_url`` and the task instance shows it as the extra link
+    "Job Service job" (also with ``do_xcom_push=False``, which pushes nothing).
 
     :param job_id: the job to watch (templated).
     :param jobservice_conn_id: connection of the job service (templated).
@@ -71,6 +75,7 @@ class JobCompleteSensor(BaseSensorOperator):
 
     template_fields: Sequence[str] = ("job_id", "jobservice_conn_id")
     ui_color = "#d7ecfa"
+    operator_extra_links = (JobServiceJobLink(),)
 
     def __init__(
         self,
@@ -107,6 +112,8 @@ class JobCompleteSensor(BaseSensorOperator):
         self._staleness = Staleness(self.stale_after) if self.stale_after is not None else None
         self._timed_out = False  # Airflow calls on_kill after an execution_timeout, too
         self._started: float | None = None  # when the timeout's count began, epoch seconds
+        #: the job's page in the service's web UI, when it has one (what the extra link shows).
+        self.job_url: str | None = None
 
     @cached_property
     def hook(self) -> JobServiceHook:
@@ -125,6 +132,7 @@ class JobCompleteSensor(BaseSensorOperator):
             )
             return False
         self.log.info("%s", describe(job))
+        self._found_job_url(context, job)
         if self._staleness is not None:
             now = time.time()
             self._staleness.seen(job, now)
@@ -137,6 +145,16 @@ class JobCompleteSensor(BaseSensorOperator):
             case WaitVerdict.FAILED:
                 raise failed_job_error(describe(job), job)
         return False
+
+    def _found_job_url(self, context: Context, job: Job) -> None:
+        """Keep the job's web page URL for the extra link; push it (once) as XCom ``job_url``."""
+        url = self.hook.job_url(job)
+        if url is None or url == self.job_url:
+            return
+        self.job_url = url
+        self.log.info("Job %s: %s", job.id, url)
+        if self.do_xcom_push:
+            context["ti"].xcom_push(key="job_url", value=url)
 
     def execute(self, context: Context) -> Any:
         try:
@@ -219,6 +237,8 @@ class JobCompleteSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         event = check_event(event)
+        # A new process: the link Airflow stores after this part comes from the event.
+        self.job_url = event.get("job_url") or self.job_url
         match event["status"]:
             case Outcome.SUCCESS.value:
                 self.log.info("%s", event["message"])

@@ -17,7 +17,7 @@ from jobservice_provider.core.policy import PollPolicy, RetryPolicy
 from jobservice_provider.core.status import FAILURE, SUCCESS, JobStatus, parse_statuses
 from jobservice_provider.core.wait import DEFAULT_NOT_FOUND_GRACE, Outcome, WaitResult, WaitSpec, wait_for_job
 from jobservice_provider.core.watcher import shared_watcher
-from jobservice_provider.hooks.jobservice import JobServiceHook, ashared_config
+from jobservice_provider.hooks.jobservice import JobServiceHook, ashared_config, job_url_for
 
 # The trigger reports the deadline a little before Airflow's own trigger timeout would fire,
 # so the task resumes through execute_complete (which can cancel the job and raise the proper
@@ -101,7 +101,7 @@ class JobStatusTrigger(BaseTrigger):
     :param log_offset: bytes of the remote log already copied (by an earlier wait).
 
     The event is ``{"status": "success"|"failed"|"timeout"|"stale"|"error", "job_id", "job",
-    "message", "log_offset"}``.
+    "message", "log_offset"}``, with ``"job_url"`` (the job's web page) where the service has one.
     """
 
     def __init__(
@@ -172,18 +172,23 @@ class JobStatusTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         _freeze_gc_if_asked()
+        url = None
         try:
             config = await ashared_config(self.jobservice_conn_id)
             async with shared_watcher(config) as watcher, watcher.subscribe(self.job_id, self.spec.retry) as subscription:
                 result = await wait_for_job(
                     watcher.client, self.spec, log=self.log, lookup=subscription.check, outage=watcher.outage
                 )
+            url = job_url_for(config, result.job) if result.job is not None else None
         except JobServiceError as exc:
             result = WaitResult(Outcome.ERROR, self.job_id, None, str(exc), self.spec.log_offset)
         if result.outcome in (Outcome.TIMEOUT, Outcome.STALE, Outcome.ERROR):
             # (A job that ended was just logged with its status line.)
             self.log.info("Wait for job %s ended: %s: %s", self.job_id, result.outcome.value, result.message)
-        yield TriggerEvent(result.to_event())
+        event = result.to_event()
+        if url:
+            event["job_url"] = url
+        yield TriggerEvent(event)
 
     async def on_kill(self) -> None:
         """Cancel the remote job: the user ended the deferred task (Airflow 3.3+ calls this only then)."""

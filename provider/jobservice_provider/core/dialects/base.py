@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Self, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import pendulum
 
@@ -199,6 +199,12 @@ class Dialect(abc.ABC):
     def error_for(self, response: HttpResponse, *, job_id: str | None = None) -> JobServiceError:
         """The error a non-2xx response stands for."""
 
+    # -- the job's page for people ----------------------------------------------------------
+    def job_url(self, job: Job, base_url: str) -> str | None:
+        """The URL of ``job``'s page in the service's web UI (``base_url``: the connection's),
+        or None when the service has none: then no link is shown."""
+        return None
+
 
 # -- shared pure helpers ------------------------------------------------------------------------
 def escape_path_value(value: Any, what: str = "job id") -> str:
@@ -206,6 +212,31 @@ def escape_path_value(value: Any, what: str = "job id") -> str:
     if not isinstance(value, str) or not value:
         raise InvalidRequestError(f"{what} must be a non-empty string, got {value!r}")
     return quote(value, safe="")
+
+
+# Characters a URL may carry as they are (RFC 3986 reserved, and "%" of escapes already made);
+# anything else (spaces, quotes, angle brackets, non-ASCII) is percent-encoded.
+_URL_SAFE = ":/?#[]@!$&()*+,;=%~"
+
+
+def web_url(reference: Any, base_url: str) -> str | None:
+    """A web page's URL as an extra link may show it, or None when ``reference`` is not one.
+
+    ``reference`` is an absolute ``http(s)`` URL, or a path starting with ``/``, appended to
+    ``base_url`` as API paths are. Other schemes (``javascript:``, ``data:``) and URLs with
+    user info are refused; characters with no place in a URL are percent-encoded.
+    """
+    if not isinstance(reference, str) or not reference.strip() or any(not c.isprintable() for c in reference):
+        return None
+    reference = reference.strip()
+    url = base_url.rstrip("/") + reference if reference.startswith("/") and not reference.startswith("//") else reference
+    try:
+        parts = urlsplit(quote(url, safe=_URL_SAFE))
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return None
+    return urlunsplit(parts)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

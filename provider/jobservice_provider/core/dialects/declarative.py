@@ -32,6 +32,7 @@ from jobservice_provider.core.dialects.base import (
     last_json_line,
     slice_log,
     text_error_detail,
+    web_url,
 )
 from jobservice_provider.core.errors import (
     ConfigurationError,
@@ -74,7 +75,7 @@ RECORD_FIELDS = (
     "time_unit",
 )
 CAPABILITIES = ("batch_lookup", "long_poll", "idempotent_submit", "logs", "log_offsets", "progress")
-TOP_LEVEL = ("name", "operations", "record", "status_map", "capabilities", "error_message")
+TOP_LEVEL = ("name", "operations", "record", "status_map", "capabilities", "error_message", "job_url")
 RESULT_PARSERS = ("json", "json_last_line")
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_-]+)*)\}")
@@ -384,6 +385,7 @@ class DeclarativeSpec:
     status_map: Mapping[str, JobStatus]
     capabilities: Mapping[str, bool]
     error_message: Any
+    job_url: str | None = None  # template of the job's web page, with {job_id}
 
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> DeclarativeSpec:
@@ -404,7 +406,17 @@ class DeclarativeSpec:
         status_map = _status_map(options.get("status_map"))
         capabilities = _capabilities(options.get("capabilities", {}), operations, record)
         error_message = _compile_jmespath(options["error_message"], "error_message") if "error_message" in options else None
-        return cls(name, operations, record, time_unit, status_map, capabilities, error_message)
+        job_url = _job_url(options["job_url"]) if "job_url" in options else None
+        return cls(name, operations, record, time_unit, status_map, capabilities, error_message, job_url)
+
+
+def _job_url(value: Any) -> str:
+    template = _template(value, "job_url", frozenset({"job_id"}))
+    if not template.startswith(("https://", "http://", "/")) or template.startswith("//"):
+        raise SpecError("job_url", f"must be an http(s) URL or a path under the base URL (starting with '/'), got {template!r}")
+    if "job_id" not in compile_template(template).names:
+        raise SpecError("job_url", "must use {job_id}")
+    return template
 
 
 def _record(value: Any) -> tuple[dict[str, Any], str]:
@@ -769,6 +781,12 @@ class DeclarativeDialect(Dialect):
             found = operation.search("version", response.json())
             version = "?" if found is None else _text(found)
         return {"service": self.spec.name, "version": version, "api": "declarative"}
+
+    def job_url(self, job: Job, base_url: str) -> str | None:
+        """The spec's ``job_url`` template with the job id filled in, percent-encoded."""
+        if self.spec.job_url is None:
+            return None
+        return web_url(compile_template(self.spec.job_url).render({"job_id": job.id}, escape=True), base_url)
 
     def error_for(self, response: HttpResponse, *, job_id: str | None = None) -> JobServiceError:
         detail = ""

@@ -13,6 +13,7 @@ from jobservice_provider.core.dialects.base import (
     classify_error,
     escape_path_value,
     parse_retry_after,
+    web_url,
 )
 from jobservice_provider.core.errors import (
     InvalidRequestError,
@@ -158,6 +159,10 @@ class NativeDialect(Dialect):
 
     def parse_health(self, response: HttpResponse) -> dict[str, Any]:
         return response.json_object()
+
+    def job_url(self, job: Job, base_url: str) -> str | None:
+        """The record's ``links.web`` (absolute, or a path under the base URL)."""
+        return web_url(job.links.get("web"), base_url)
 
     def error_for(self, response: HttpResponse, *, job_id: str | None = None) -> JobServiceError:
         """The error a non-2xx response stands for, classified by status code."""

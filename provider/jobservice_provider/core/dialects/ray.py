@@ -25,6 +25,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Self
+from urllib.parse import quote
 
 import pendulum
 
@@ -38,6 +39,7 @@ from jobservice_provider.core.dialects.base import (
     last_json_line,
     slice_log,
     text_error_detail,
+    web_url,
 )
 from jobservice_provider.core.errors import (
     ConfigurationError,
@@ -347,6 +349,11 @@ class RayDialect(Dialect):
     def parse_health(self, response: HttpResponse) -> dict[str, Any]:
         data = response.json_object()
         return {"service": "Ray", "version": data.get("ray_version", "?"), "api": data.get("version", "?")}
+
+    def job_url(self, job: Job, base_url: str) -> str | None:
+        """The dashboard's page of the job (the connection's Base URL is the dashboard's address;
+        its router takes the submission id after ``#/jobs/``)."""
+        return web_url(f"/#/jobs/{quote(job.id, safe='')}", base_url)
 
     def error_for(self, response: HttpResponse, *, job_id: str | None = None) -> JobServiceError:
         detail = text_error_detail(response.body) or response.reason

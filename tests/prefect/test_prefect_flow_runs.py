@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -11,13 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow.sdk.exceptions import TaskDeferred
 from tests.conftest import REPO
 from tests.prefect.conftest import PrefectServer
+from tests.support.airflow_context import make_context
 
 from jobservice_provider.core.errors import JobNotFoundError
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.status import TERMINAL, JobStatus
 from jobservice_provider.hooks.jobservice import JobServiceHook
+from jobservice_provider.operators.jobservice import SubmitAndWaitOperator
+from jobservice_provider.triggers.jobservice import JobStatusTrigger
 
 DAGS = Path(__file__).parent / "dags" / "prefect_dags.py"
 RUNNER = REPO / "tests" / "e2e" / "run_dag.py"
@@ -40,6 +45,17 @@ def run_dag(dag_id: str, conf: dict[str, Any] | None = None) -> tuple[dict[str, 
     lines = [line for line in done.stdout.splitlines() if line.startswith("DAGTEST-RESULT ")]
     assert lines, output[-4000:]
     return json.loads(lines[-1].removeprefix("DAGTEST-RESULT ")), output
+
+
+def run_trigger(trigger: JobStatusTrigger) -> dict[str, Any]:
+    """Drive the trigger as the triggerer does: rebuilt from its serialized form, first event."""
+    _, kwargs = trigger.serialize()
+
+    async def first_event() -> dict[str, Any]:
+        event = await anext(JobStatusTrigger(**kwargs).run())
+        return event.payload
+
+    return asyncio.run(first_event())
 
 
 def wait_until(hook: JobServiceHook, job_id: str, statuses: frozenset[JobStatus], timeout: float = 90) -> Job:
@@ -85,3 +101,67 @@ def test_hook_calls_against_the_server(prefect_conn: PrefectServer) -> None:
     assert job.id in [j.id for j in hook.list_jobs(status=["SUCCEEDED"])]
     ok, message = hook.test_connection()
     assert ok and "3.9" in message, message
+
+
+def create_flow_run(server: PrefectServer, deployment: str, parameters: dict[str, Any]) -> str:
+    """A flow run created in Prefect directly, as another system would (not through the provider)."""
+    run = server.api("POST", f"/deployments/{server.deployments[deployment]}/create_flow_run", {"parameters": parameters})
+    run_id: str = run["id"]
+    return run_id
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_sensor_waits_for_an_existing_flow_run(prefect_conn: PrefectServer) -> None:
+    # Long enough to outlast dag.test()'s start (about 10 s here), so the sensor defers and waits.
+    run_id = create_flow_run(prefect_conn, "long", {"seconds": 25})
+    summary, output = run_dag("prefect_sensor", {"flow_run_id": run_id})
+    assert summary["tasks"]["wait_for_run"]["state"] == "success", output[-4000:]
+    assert "running trigger in line" in output
+    assert prefect_conn.api("GET", f"/flow_runs/{run_id}")["state_type"] == "COMPLETED"
+    # It waited for the run: the sensor's task ended after the flow run did.
+    finished = prefect_conn.api("GET", f"/flow_runs/{run_id}")["end_time"]
+    assert summary["tasks"]["wait_for_run"]["end_date"] > finished.replace("Z", "+00:00")
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_a_failing_flow_fails_the_task_with_prefects_message(prefect_conn: PrefectServer) -> None:
+    summary, output = run_dag("prefect_failing")
+    assert summary["state"] == "failed" and summary["tasks"]["fails"]["state"] == "failed", output[-4000:]
+    run_id = summary["tasks"]["fails"]["xcom"]["job_id"]
+    run = prefect_conn.api("GET", f"/flow_runs/{run_id}")
+    assert run["state_type"] == "FAILED" and "ValueError: bad row 17" in run["state"]["message"]
+    assert "Flow run encountered an exception: ValueError: bad row 17" in output
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_execution_timeout_cancels_the_flow_run(prefect_conn: PrefectServer) -> None:
+    summary, output = run_dag("prefect_timeout")
+    task = summary["tasks"]["too_long"]
+    assert summary["state"] == "failed" and task["state"] == "failed", output[-4000:]
+    assert "AirflowTaskTimeout" in output
+    run_id = task["xcom"]["job_id"]
+    run = prefect_conn.api("GET", f"/flow_runs/{run_id}")
+    assert run["state_type"] == "CANCELLED", run["state"]
+    assert run["start_time"] is not None  # it was running when it was cancelled, not cancelled before it started
+    assert f"Cancelled job {run_id}" in output or "CANCELLED" in output
+
+
+def test_a_retry_reattaches_to_the_same_flow_run(prefect_conn: PrefectServer) -> None:
+    echo = prefect_conn.deployments["echo"]
+    first_try = make_context()
+    op = SubmitAndWaitOperator(task_id="t", job_type=echo, job_params={"result": "once"}, poll_interval=0.5, deferrable=True)
+    with pytest.raises(TaskDeferred):
+        op.execute(first_try)
+    job_id = first_try["ti"].xcom["job_id"]
+
+    # The task is retried (same run, next try) while the flow run is queued or running: Prefect answers
+    # the repeated idempotency key with the flow run it created, and the operator reattaches.
+    second_try = make_context(run_id=first_try["ti"].run_id, try_number=2)
+    retry = SubmitAndWaitOperator(task_id="t", job_type=echo, job_params={"result": "once"}, poll_interval=0.5, deferrable=True)
+    try:
+        result = retry.execute(second_try)
+    except TaskDeferred as deferred:
+        result = retry.execute_complete(second_try, run_trigger(deferred.trigger))
+    assert second_try["ti"].xcom["job_id"] == job_id and result == "once"
+    runs = [run for run in prefect_conn.flow_runs("echo") if run["parameters"] == {"result": "once"}]
+    assert [run["id"] for run in runs] == [job_id], runs  # one flow run in all

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# The browser tests (tests/deployment, `-m browser`) drive Debian's chromium through Playwright
-# (Playwright itself comes with the test extra; its own browser downloads are not used).
-# Idempotent: installs only when /usr/bin/chromium is missing. Needs root or sudo.
+# The browser tests (tests/deployment, `-m browser`) drive Debian's chromium through Playwright:
+# Playwright (the provider's `browser` extra) goes into the dev venv (`./dev extra browser`; its own
+# browser downloads are not used), chromium comes from apt. Idempotent: chromium is installed only
+# when /usr/bin/chromium is missing (needs root or sudo then); the extra is a no-op once present.
 set -euo pipefail
+cd "$(dirname "$0")/../.."
+start=$(date +%s)
+./dev extra browser
+echo "20-chromium: the browser extra (playwright) is in the dev venv ($(( $(date +%s) - start ))s)"
 if [ -x /usr/bin/chromium ]; then
     echo "20-chromium: $(/usr/bin/chromium --version 2>/dev/null || echo chromium) already installed"
     exit 0

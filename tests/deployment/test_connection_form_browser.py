@@ -35,7 +35,8 @@ pytestmark = [
     ),
     pytest.mark.skipif(
         importlib.util.find_spec("playwright") is None,
-        reason="playwright is not installed: `uv pip install -e '.[test]'` (it is in the test extra)",
+        reason="playwright is not installed: `./dev extra browser` (the provider's browser extra; "
+        "`bash .ci/setup.d/20-chromium.sh` installs it with chromium)",
     ),
 ]
 CHROMIUM_ARGS = [

@@ -137,8 +137,11 @@ def test_wheel_holds_the_provider_alone(dist: Dist) -> None:
     names = wheel_names(dist.wheel)
     strays = [n for n in names if not n.startswith(("jobservice_provider/", info))]
     assert strays == [], "only the provider belongs in its wheel (no tests, examples or jobservice_local)"
-    sources = {p.relative_to(REPO / "provider").as_posix() for p in (REPO / "provider").rglob("*.py")}
-    assert sources <= set(names) and "jobservice_provider/py.typed" in names
+    # Every file of the package, its data (py.typed, the presets' JSON) included.
+    package = REPO / "provider" / "jobservice_provider"
+    files = {p.relative_to(package.parent).as_posix() for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    assert "jobservice_provider/py.typed" in files and any(n.endswith(".json") for n in files)
+    assert files <= set(names), sorted(files - set(names))
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert wheel_text(dist.wheel, info + "licenses/LICENSE") == (REPO / "LICENSE").read_text()
     entry_points = configparser.ConfigParser()

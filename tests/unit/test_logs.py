@@ -452,3 +452,73 @@ def _no_real_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("a log test slept")
 
     monkeypatch.setattr(asyncio, "sleep", refuse)
+
+
+class RecordLog:
+    """A log kept as a list of records (Prefect's logs/filter), read in pages; lines may land after the job ended."""
+
+    def __init__(self, records: list[str], *, page: int = 200, ended: bool = True) -> None:
+        self.records, self.page, self.ended = records, page, ended
+        self.asked: list[int] = []
+        self.late: list[tuple[float, str]] = []  # (time, record): stored once the fake clock reaches it
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        while self.late and self.late[0][0] <= self.now:
+            self.records.append(self.late.pop(0)[1])
+
+    def get_logs_sync(self, job_id: str, offset: int = 0) -> LogChunk:
+        self.asked.append(offset)
+        page = self.records[offset : offset + self.page]
+        data = "".join(record + "\n" for record in page)
+        return LogChunk(data, offset, offset + len(page), self.ended and len(page) < self.page, records=True)
+
+
+def test_the_tail_reads_on_until_the_log_settles_so_lines_stored_after_the_end_are_copied() -> None:
+    """Prefect stores a run's last records 1-2 s after the run completed: without the settle they were lost."""
+    from jobservice_provider.core.logs import copy_log_tail
+
+    source = RecordLog([f"line {n}" for n in range(1, 251)])
+    source.late = [(0.6 + (n - 251) * 0.01, f"line {n}") for n in range(251, 501)]  # stored 0.6-3.1 s after the end
+    log = RecordingLog()
+    assert copy_log_tail(source.get_logs_sync, "j_1", 0, 1000, log, settle=2.0, clock=source.clock, sleep=source.sleep) == 500
+    assert log.copied() == [f"line {n}" for n in range(1, 501)]
+    assert source.now >= 3.09 + 2.0  # it waited for the log to stop growing, then for the settle time
+    assert source.now <= 3.09 + 2.0 + 0.5 + 0.5
+    # Without a settle time the tail stops at the first complete read (the behaviour before issue 15).
+    before = RecordLog([f"line {n}" for n in range(1, 251)])
+    before.late = [(0.6, "line 251")]
+    log = RecordingLog()
+    assert copy_log_tail(before.get_logs_sync, "j_1", 0, 1000, log, clock=before.clock, sleep=before.sleep) == 250
+    assert before.now == 0.0 and len(log.copied()) == 250
+
+
+def test_settling_is_bounded_and_a_running_job_is_not_waited_for() -> None:
+    from jobservice_provider.core.logs import SETTLE_LIMIT, copy_log_tail
+
+    endless = RecordLog(["first"])
+    endless.late = [(t * 0.1, f"more {t}") for t in range(1, 10_000)]  # never stops growing
+    log = RecordingLog()
+    copy_log_tail(endless.get_logs_sync, "j_1", 0, 10, log, settle=1.0, clock=endless.clock, sleep=endless.sleep)
+    assert SETTLE_LIMIT * 1.0 <= endless.now <= SETTLE_LIMIT * 1.0 + 0.5
+    running = RecordLog(["a", "b"], ended=False)  # never complete: read to the end, no settling
+    running.late = [(0.5, "c")]
+    log = RecordingLog()
+    assert copy_log_tail(running.get_logs_sync, "j_1", 0, 10, log, settle=1.0, clock=running.clock, sleep=running.sleep) == 2
+    assert running.now == 0.0 and log.copied() == ["a", "b"]
+
+
+def test_a_page_of_records_is_followed_whole_with_offsets_counting_records() -> None:
+    """Record offsets are no byte counts: cutting a page at the byte budget would compute a wrong next offset."""
+    from jobservice_provider.core.logs import follow_chunk
+
+    records = [f"record {n} " + "x" * 50 for n in range(200)] + ["two\nlines", "tab\tend\r"]
+    chunk = LogChunk("".join(r + "\n" for r in records), 1000, 1202, False, records=True)
+    step = follow_chunk(chunk, 1000, per_poll=64)
+    assert step.offset == 1202 and not step.midline
+    assert step.lines == [*records[:200], "two", "lines", "tab\tend"]
+    assert follow_chunk(LogChunk("", 1202, 1202, True, records=True), 1202) == FollowStep([], 1202)

@@ -1,10 +1,11 @@
 """Remote logs in the task log: following them while a job runs, and the tail at the end.
 
-Offsets always count bytes of the remote log. The text a service returns is for display
-only: invalid UTF-8 in the log arrives as U+FFFD, which stands for one to three bytes,
-so the length of re-encoded text is never trusted as a byte count. What is certain is
-the service's ``next_offset``; a position inside a chunk is known only where it can be
-counted back from there exactly (see :func:`follow_chunk`).
+Offsets count bytes of the remote log, or records where the service keeps its log as a list
+of records (``LogChunk.records``: each record is one whole line, so a chunk never ends inside
+one). The text a service returns is for display only: invalid UTF-8 in the log arrives as
+U+FFFD, which stands for one to three bytes, so the length of re-encoded text is never trusted
+as a byte count. What is certain is the service's ``next_offset``; a position inside a chunk
+is known only where it can be counted back from there exactly (see :func:`follow_chunk`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import re
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -25,6 +27,10 @@ MAX_LOG_BYTES_PER_POLL = 64 * 1024
 # (CloudWatch and Cloud Logging: 256 KiB), and small enough to read in the Airflow UI; a
 # whole line waiting to complete could otherwise hold the log back without bound.
 MAX_LINE_BYTES = 16 * 1024
+# Reading a settling log (see copy_log_tail): at least this many seconds between reads, and at
+# most SETTLE_LIMIT times the settle time in all.
+SETTLE_MIN_POLL = 0.25
+SETTLE_LIMIT = 10
 
 # Characters whose bytes in the remote log are unknown: replaced invalid bytes, and lone
 # surrogates (a JSON "\udcff", e.g. from surrogateescape), which no UTF-8 writer can print.
@@ -104,6 +110,13 @@ def follow_chunk(
     data, end = chunk.data, max(0, chunk.next_offset)
     if not data:
         return FollowStep([], end, midline and end >= offset)
+    if chunk.records:
+        # Whole records, one page of them: every line ends in the chunk, and a record count says
+        # nothing about bytes, so the page is printed whole (a page is bounded by the service).
+        lines = [
+            piece for line in data.removesuffix("\n").split("\n") for piece in split_pieces(line.removesuffix("\r"), line_limit)
+        ]
+        return FollowStep([display(line) for line in lines], end)
     floor = min(offset, end)  # the offset never goes back over printed text, unless the log shrank
     exact = _utf8_size(data) == end - offset
     last_uncountable = -1
@@ -185,14 +198,21 @@ def copy_log_tail(
     log: Any,
     *,
     line_limit: int = MAX_LINE_BYTES,
+    settle: float = 0.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """Print the last ``max_lines`` lines of the remote log from byte ``offset`` on; return where it ended.
+    """Print the last ``max_lines`` lines of the remote log from ``offset`` on; return where it ended.
 
     Reads to the end of the log (``complete``, or a read that gets no further), joining
     lines that span reads; longer lines count as their pieces. A failed read is a warning,
     never an error: what was read is still printed.
 
     :param get_logs: reads a chunk from an offset (the sync hook's ``get_logs``).
+    :param settle: once the log is complete (the job ended and all was read), keep reading until
+        it has not grown for this many seconds: some services store a job's last lines after it
+        ended (Prefect ships them in batches, 1-2 s after the run completed). At most
+        ``SETTLE_LIMIT`` times that in all, for a log that never stops growing.
     """
     if max_lines <= 0:
         return offset
@@ -200,6 +220,8 @@ def copy_log_tail(
     seen = 0
     unfinished = ""  # the start of a line the next read continues; shorter than line_limit
     offset = max(0, offset)
+    quiet_since: float | None = None  # the log was complete and has not grown since then
+    settling_until = 0.0
     try:
         while True:
             chunk = get_logs(job_id, offset)
@@ -212,10 +234,19 @@ def copy_log_tail(
             shown.extend(whole)
             seen += len(whole)
             read_to = max(0, chunk.next_offset)
-            if chunk.complete or read_to <= offset:
-                offset = read_to
+            grew, offset = read_to > offset, read_to
+            if grew and not chunk.complete:
+                continue  # more to read now
+            if settle <= 0 or (quiet_since is None and not chunk.complete):
+                break  # the end, as far as anyone can tell (a job still running is not waited for)
+            now = clock()
+            if quiet_since is None:
+                settling_until = now + settle * SETTLE_LIMIT
+            if quiet_since is None or grew:
+                quiet_since = now
+            if now - quiet_since >= settle or now >= settling_until:
                 break
-            offset = read_to
+            sleep(max(SETTLE_MIN_POLL, settle / 4))
     except JobServiceError as exc:
         log.warning("Could not fetch the log of job %s: %s", job_id, exc)
     if unfinished:

@@ -58,12 +58,15 @@ class LogChunk:
 
     Offsets count bytes of the remote log. ``data`` is for display: a service shows invalid
     UTF-8 as U+FFFD, so its re-encoded length need not be ``next_offset - offset``.
+    With ``records``, the log is a list of records and offsets count them: ``data`` holds
+    whole records, one line each (ending in a line break).
     """
 
     data: str
     offset: int
     next_offset: int
     complete: bool
+    records: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -113,10 +113,10 @@ def follow_chunk(
     if chunk.records:
         # Whole records, one page of them: every line ends in the chunk, and a record count says
         # nothing about bytes, so the page is printed whole (a page is bounded by the service).
-        lines = [
+        pieces = [
             piece for line in data.removesuffix("\n").split("\n") for piece in split_pieces(line.removesuffix("\r"), line_limit)
         ]
-        return FollowStep([display(line) for line in lines], end)
+        return FollowStep([display(piece) for piece in pieces], end)
     floor = min(offset, end)  # the offset never goes back over printed text, unless the log shrank
     exact = _utf8_size(data) == end - offset
     last_uncountable = -1

@@ -18,7 +18,11 @@ RESULT_PREFIX = "DAGTEST-RESULT "
 
 def main(dag_file: str, dag_id: str | None = None) -> int:
     from airflow.dag_processing.dagbag import DagBag
-    from airflow.models.task_state_store import TaskStateStoreModel
+
+    try:
+        from airflow.models.task_state_store import TaskStateStoreModel
+    except ImportError:  # Airflow 3.2 has no task state store (docs/compatibility.md)
+        TaskStateStoreModel = None
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -42,11 +46,12 @@ def main(dag_file: str, dag_id: str | None = None) -> int:
             summary["tasks"][ti.task_id] = str(ti.state)
         for row in session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag.dag_id)):
             summary["xcom"].setdefault(row.task_id, {})[row.key] = XComModel.deserialize_value(row)
-        states = select(TaskStateStoreModel).where(
-            TaskStateStoreModel.dag_id == dag.dag_id, TaskStateStoreModel.run_id == dag_run.run_id
-        )
-        for state in session.scalars(states):
-            summary["task_state"].setdefault(state.task_id, {})[state.key] = json.loads(state.value)
+        if TaskStateStoreModel is not None:
+            states = select(TaskStateStoreModel).where(
+                TaskStateStoreModel.dag_id == dag.dag_id, TaskStateStoreModel.run_id == dag_run.run_id
+            )
+            for state in session.scalars(states):
+                summary["task_state"].setdefault(state.task_id, {})[state.key] = json.loads(state.value)
     print(RESULT_PREFIX + json.dumps(summary, default=str), flush=True)
     return 0 if summary["state"] == "success" else 1
 

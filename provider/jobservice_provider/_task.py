@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Context, conf
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from jobservice_provider._compat import TRIGGER_ON_KILL, AirflowException, AirflowFailException, task_state_store
 from jobservice_provider.core.errors import JobFailedError, JobServiceError, JobStaleError
 from jobservice_provider.core.job import Job
 from jobservice_provider.hooks.jobservice import JobServiceHook
@@ -26,6 +26,20 @@ def cancel_for_task(hook: JobServiceHook, job_id: str, why: str, log: Any) -> No
         log.error("Could not cancel job %s (%s): %s", job_id, why, exc)
         return
     log.info("Cancelled job %s because %s: %s", job_id, why, result.message)
+
+
+def note_cancel_on_kill_while_deferred(cancel_on_kill: bool, job_id: str, log: Any) -> None:
+    """Before deferring: say so where Airflow cannot honour ``cancel_on_kill`` while deferred.
+
+    Airflow 3.2 ends a deferred task that a user marks failed/success or clears without calling
+    the trigger's ``on_kill`` (3.3 added that), so no code of ours runs and the job keeps going.
+    """
+    if cancel_on_kill and not TRIGGER_ON_KILL:
+        log.info(
+            "This Airflow version does not tell a trigger when its deferred task is marked failed/success or "
+            "cleared (Airflow 3.3 does): job %s keeps running then; cancel it with CancelJobOperator",
+            job_id,
+        )
 
 
 def default_deferrable() -> bool:
@@ -69,7 +83,7 @@ def sensor_started(context: Context, retries: int) -> float:
     started = started_at.timestamp() if started_at is not None else time.time()
     max_tries = getattr(ti, "max_tries", None)
     first_try = int(max_tries) - retries + 1 if isinstance(max_tries, int) else 1
-    store = context.get("task_state_store")
+    store = task_state_store(context)
     if store is None:
         return started
     try:

@@ -21,7 +21,11 @@ RESULT_PREFIX = "DAGTEST-RESULT "
 
 def main(dag_file: str, dag_id: str, run_conf: str = "{}", logical_date: str = "") -> int:
     from airflow.dag_processing.dagbag import DagBag
-    from airflow.models.task_state_store import TaskStateStoreModel
+
+    try:
+        from airflow.models.task_state_store import TaskStateStoreModel
+    except ImportError:  # Airflow 3.2 has no task state store (docs/compatibility.md)
+        TaskStateStoreModel = None
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -53,12 +57,13 @@ def main(dag_file: str, dag_id: str, run_conf: str = "{}", logical_date: str = "
         for row in session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag.dag_id, map_indexes=None)):
             name = row.task_id if row.map_index < 0 else f"{row.task_id}[{row.map_index}]"
             summary["tasks"][name]["xcom"][row.key] = XComModel.deserialize_value(row)
-        states = select(TaskStateStoreModel).where(
-            TaskStateStoreModel.dag_id == dag.dag_id, TaskStateStoreModel.run_id == dag_run.run_id
-        )
-        for state in session.scalars(states):
-            name = state.task_id if state.map_index < 0 else f"{state.task_id}[{state.map_index}]"
-            summary["tasks"][name]["task_state"][state.key] = json.loads(state.value)
+        if TaskStateStoreModel is not None:
+            states = select(TaskStateStoreModel).where(
+                TaskStateStoreModel.dag_id == dag.dag_id, TaskStateStoreModel.run_id == dag_run.run_id
+            )
+            for state in session.scalars(states):
+                name = state.task_id if state.map_index < 0 else f"{state.task_id}[{state.map_index}]"
+                summary["tasks"][name]["task_state"][state.key] = json.loads(state.value)
     print(RESULT_PREFIX + json.dumps(summary, default=str), flush=True)
     return 0
 

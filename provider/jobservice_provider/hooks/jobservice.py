@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from airflow.sdk import BaseHook, Connection
 from asgiref.sync import async_to_sync
 
+from jobservice_provider._compat import amask_secret, mask_secret
 from jobservice_provider.core.client import JobServiceClient
 from jobservice_provider.core.config import ServiceConfig
 from jobservice_provider.core.dialects import LogChunk, get_dialect
@@ -97,8 +98,6 @@ class JobServiceHook(BaseHook):
     @cached_property
     def config(self) -> ServiceConfig:
         """The connection, read and validated once (sync; for worker code)."""
-        from airflow.sdk.log import mask_secret
-
         config = _config_from(self.get_connection(self.jobservice_conn_id))
         for _, value in config.extra_headers:
             mask_secret(value)
@@ -107,8 +106,6 @@ class JobServiceHook(BaseHook):
     async def aget_config(self) -> ServiceConfig:
         """The connection, read and validated once with Airflow's async connection API."""
         if self._async_config is None:
-            from airflow.sdk.log import amask_secret
-
             try:
                 config = _config_from(await self.aget_connection(self.jobservice_conn_id))
             except PermanentError as exc:

@@ -12,8 +12,8 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator, Context
-from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout, TaskDeferralTimeout
 
+from jobservice_provider._compat import NEVER_EXPIRE, AirflowException, AirflowTaskTimeout, TaskDeferralTimeout, task_state_store
 from jobservice_provider._task import (
     cancel_for_task,
     check_event,
@@ -21,6 +21,7 @@ from jobservice_provider._task import (
     default_deferrable,
     grace_seconds,
     job_failed,
+    note_cancel_on_kill_while_deferred,
     remaining,
     stale_seconds,
 )
@@ -225,7 +226,7 @@ class SubmitAndWaitOperator(BaseOperator):
         base = self._base_key(ti)
         base_key, retry_key = sendable(base), sendable(try_key(base, ti.try_number))
         inputs = self._inputs = inputs_fingerprint(self.job_type, self.job_params, self.meta)
-        store = context.get("task_state_store")
+        store = task_state_store(context)
         stored = store.get(STATE_KEY) if store is not None else None
         stored_id = str(stored) if stored else None
         stored_inputs = store.get(INPUTS_KEY) if stored_id and store is not None else None
@@ -386,9 +387,7 @@ class SubmitAndWaitOperator(BaseOperator):
             context["ti"].xcom_push(key="job_id", value=job.id)
             if self.job_url:
                 context["ti"].xcom_push(key="job_url", value=self.job_url)
-        if (store := context.get("task_state_store")) is not None:
-            from airflow.sdk.execution_time.context import NEVER_EXPIRE
-
+        if (store := task_state_store(context)) is not None:
             store.set(STATE_KEY, job.id, retention=NEVER_EXPIRE)
             if self._inputs:
                 store.set(INPUTS_KEY, self._inputs, retention=NEVER_EXPIRE)
@@ -411,6 +410,7 @@ class SubmitAndWaitOperator(BaseOperator):
         if not self.deferrable:
             return self._finish(self.hook.wait_for_job(spec, check_now=True).to_event())
         self.log.info("%s; deferring until it finishes", describe(job))
+        note_cancel_on_kill_while_deferred(self.cancel_on_kill, job.id, self.log)
         self.defer(
             trigger=JobStatusTrigger(
                 job_id=job.id,
@@ -525,7 +525,7 @@ class SubmitAndWaitOperator(BaseOperator):
 
 def _stored_job_id(context: Context, task_id: str) -> str | None:
     """The job id an earlier part of this try stored (task state store, else XCom)."""
-    store = context.get("task_state_store")
+    store = task_state_store(context)
     stored = store.get(STATE_KEY) if store is not None else None
     if stored:
         return str(stored)

@@ -9,14 +9,14 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
-from airflow.sdk.exceptions import (
+
+from jobservice_provider._compat import (
     AirflowException,
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
     AirflowTaskTimeout,
 )
-
 from jobservice_provider._task import (
     StaleJobException,
     cancel_for_task,
@@ -24,6 +24,7 @@ from jobservice_provider._task import (
     default_deferrable,
     failed_job_error,
     grace_seconds,
+    note_cancel_on_kill_while_deferred,
     remaining,
     sensor_started,
     stale_seconds,
@@ -171,6 +172,7 @@ class JobCompleteSensor(BaseSensorOperator):
             return poked.xcom_value
         deadline = self._timeout_deadline(context)
         policy = PollPolicy(interval=self.poll_interval or self.hook.config.poll_interval, max_interval=self.max_poll_interval)
+        note_cancel_on_kill_while_deferred(self.cancel_on_kill, self.job_id, self.log)
         self.defer(
             trigger=JobStatusTrigger(
                 job_id=self.job_id,

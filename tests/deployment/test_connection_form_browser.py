@@ -175,6 +175,28 @@ def test_connection_added_through_the_form_tests_successfully(page: Page, deploy
     assert service.token not in shown
 
 
+def test_the_job_link_of_a_task_instance_opens_the_jobs_page(page: Page, deployment: AirflowDeployment) -> None:
+    """Issue 13 (item 6): a person clicks "Job Service job" on a task instance and lands on its job."""
+    dag_id, task_id = "example_submit_and_wait", "train_model"
+    run_id = deployment.trigger_dag(dag_id)
+    deployment.wait_for_run_state(dag_id, run_id, {"success"}, timeout=180)
+    job_id = deployment.xcom(dag_id, run_id, task_id, key="job_id")
+    job_url = f"{deployment.service.base_url}/ui/jobs/{job_id}"
+
+    # The task instance's Details tab shows its extra links (the path as the UI itself builds it).
+    page.goto(f"{deployment.base_url}/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/details")
+    link = page.get_by_role("link", name="Job Service job")
+    assert link.get_attribute("href") == job_url
+    with page.context.expect_page() as opened:
+        link.click()  # Airflow opens extra links in a new tab
+    job_page = opened.value
+    job_page.wait_for_load_state()
+    page.screenshot(path=str(deployment.logs_dir / "job-link.png"))
+    assert job_page.url == job_url
+    assert job_page.get_by_role("heading", level=1).inner_text() == f"Job {job_id}"
+    job_page.close()
+
+
 def test_a_wrong_token_fails_the_test_clearly(page: Page, deployment: AirflowDeployment) -> None:
     add_connection_through_the_form(page, "jobservice_ui_wrong_token", deployment.service.base_url, "not-the-token", None)
 

@@ -84,7 +84,9 @@ def test_ray_job_url_is_the_dashboards_job_page() -> None:
     dialect = RayDialect()
     job = dialect.job_from_json({"submission_id": "airflow:d:t:run 1", "status": "RUNNING"})
     assert dialect.job_url(job, "http://head:8265") == "http://head:8265/#/jobs/airflow%3Ad%3At%3Arun%201"
-    assert dialect.job_url(job, "https://ray.example/dashboard") == "https://ray.example/dashboard/#/jobs/airflow%3Ad%3At%3Arun%201"
+    assert (
+        dialect.job_url(job, "https://ray.example/dashboard") == "https://ray.example/dashboard/#/jobs/airflow%3Ad%3At%3Arun%201"
+    )
 
 
 def inhouse(**extra: Any) -> dict[str, Any]:

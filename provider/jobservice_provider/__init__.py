@@ -21,6 +21,8 @@ _LAZY = {
     "JobTimeoutError": "jobservice_provider.core.errors",
     "JobStaleError": "jobservice_provider.core.errors",
     "JobNotFoundError": "jobservice_provider.core.errors",
+    "SubmitRequest": "jobservice_provider.core.dialects",
+    "ListQuery": "jobservice_provider.core.dialects",
     "JobServiceHook": "jobservice_provider.hooks.jobservice",
     "JobStatusTrigger": "jobservice_provider.triggers.jobservice",
     "JobCompleteSensor": "jobservice_provider.sensors.jobservice",
@@ -111,11 +113,12 @@ def _conn_fields() -> dict[str, dict[str, Any]]:
     """
     import dataclasses
 
-    from jobservice_provider.core.config import AUTH_TYPES, DIALECTS, KNOWN_EXTRAS, ServiceConfig
+    from jobservice_provider.core.config import AUTH_TYPES, KNOWN_EXTRAS, ServiceConfig, dialect_names
     from jobservice_provider.core.policy import MIN_POLL_INTERVAL
 
     looks: dict[str, tuple[str, dict[str, Any]]] = {
-        "dialect": ("Dialect", {"enum": list(DIALECTS)}),
+        # The installed dialects too (entry point group jobservice_provider.dialects).
+        "dialect": ("Dialect", {"enum": dialect_names()}),
         "auth_type": ("Authentication", {"enum": list(AUTH_TYPES)}),
         "auth_header": ("API key header", {}),
         "dialect_options": ("Dialect options", {"format": "json"}),

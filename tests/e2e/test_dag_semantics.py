@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import REPO, conn_json
 from tests.support.hiding_proxy import HidingProxy
 
+from jobservice_provider.core.dialects import ListQuery, SubmitRequest
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.keys import sendable, task_key
 from jobservice_provider.core.status import JobStatus
@@ -63,7 +64,7 @@ def hook(local_service: Any, monkeypatch: pytest.MonkeyPatch) -> JobServiceHook:
 def jobs_of_task(hook: JobServiceHook, since: str, dag_id: str, task_id: str, run_id: str) -> list[Job]:
     """The jobs submitted for one task instance (their idempotency keys name it)."""
     prefix = f"airflow:{dag_id}:{task_id}:{run_id}:"
-    return [job for job in hook.list_jobs(created_after=since) if (job.key or "").startswith(prefix)]
+    return [job for job in hook.list_jobs(ListQuery(created_after=since)) if (job.key or "").startswith(prefix)]
 
 
 def test_timeout_without_cancel_on_timeout_keeps_the_job_and_the_retry_reattaches(
@@ -85,8 +86,8 @@ def test_timeout_without_cancel_on_timeout_keeps_the_job_and_the_retry_reattache
 
 
 def test_deferrable_sensor_with_soft_fail_is_skipped_on_every_unsuccessful_path(local_service: Any, hook: JobServiceHook) -> None:
-    failed = hook.submit("sleep", {"seconds": 0, "fail": "failed on purpose"})
-    endless = hook.submit("sleep", {"seconds": 600})
+    failed = hook.submit(SubmitRequest("sleep", {"seconds": 0, "fail": "failed on purpose"}))
+    endless = hook.submit(SubmitRequest("sleep", {"seconds": 600}))
     deadline = time.monotonic() + 10
     while hook.get_job(failed.id).status is not JobStatus.FAILED:
         assert time.monotonic() < deadline
@@ -112,7 +113,7 @@ def test_deferrable_sensor_with_soft_fail_is_skipped_on_every_unsuccessful_path(
 
 
 def ended(hook: JobServiceHook, params: dict[str, Any], status: JobStatus) -> str:
-    job = hook.submit("sleep", params)
+    job = hook.submit(SubmitRequest("sleep", params))
     deadline = time.monotonic() + 10
     while hook.get_job(job.id).status is not status:
         assert time.monotonic() < deadline, f"job {job.id} did not end {status}"
@@ -137,7 +138,7 @@ def _took(task: dict[str, Any]) -> float:
 
 
 def test_short_timeouts_end_no_more_than_their_margin_early(local_service: Any, hook: JobServiceHook) -> None:
-    endless = hook.submit("sleep", {"seconds": 600})
+    endless = hook.submit(SubmitRequest("sleep", {"seconds": 600}))
     try:
         summary, output = run_dag(
             "semantics_deadlines", local_service.base_url, local_service.token, conf={"endless_job": endless.id}
@@ -152,7 +153,7 @@ def test_short_timeouts_end_no_more_than_their_margin_early(local_service: Any, 
 
 
 def test_a_sensor_waits_for_a_job_to_exist_within_not_found_grace(local_service: Any, hook: JobServiceHook) -> None:
-    late, never = hook.submit("sleep", {"seconds": 600}), hook.submit("sleep", {"seconds": 600})
+    late, never = hook.submit(SubmitRequest("sleep", {"seconds": 600})), hook.submit(SubmitRequest("sleep", {"seconds": 600}))
     proxy = HidingProxy(local_service.base_url)
     proxy.hide(late.id, 10)  # as if created 10 s after its sensor started
     proxy.hide(never.id, 600)
@@ -182,7 +183,7 @@ def test_ids_of_250_characters_submit_and_the_retry_finds_the_same_job(local_ser
     summary, output = run_dag(dag_id, local_service.base_url, local_service.token)
     task = summary["tasks"][task_id]
     key = sendable(task_key(dag_id, task_id, summary["run_id"], -1))
-    jobs = [job for job in hook.list_jobs(created_after=since) if job.key == key]
+    jobs = [job for job in hook.list_jobs(ListQuery(created_after=since)) if job.key == key]
     try:
         assert task["try_number"] == 2 and task["state"] == "failed", output[-4000:]  # both tries ran out of time
         assert len(jobs) == 1 and jobs[0].raw_status == "RUNNING", jobs
@@ -199,7 +200,7 @@ def test_a_custom_key_of_a_mapped_task_is_scoped_by_the_map_index(local_service:
     assert summary["state"] == "success", output[-4000:]
     results = [summary["tasks"][f"shared_key[{i}]"]["xcom"]["return_value"] for i in range(3)]
     assert results == [{"n": 0}, {"n": 1}, {"n": 2}]  # three jobs, each with its own params
-    keys = {job.key: job.id for job in hook.list_jobs(created_after=since)}
+    keys = {job.key: job.id for job in hook.list_jobs(ListQuery(created_after=since))}
     run_id = summary["run_id"]
     for i in range(3):
         assert keys[f"k:map{i}"] == summary["tasks"][f"shared_key[{i}]"]["xcom"]["job_id"]

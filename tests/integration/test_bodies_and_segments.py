@@ -30,6 +30,7 @@ from tests.support.shaping_proxy import Shape, ShapingProxy, network_is_shaped
 
 from jobservice_provider.core.client import JobServiceClient
 from jobservice_provider.core.config import ServiceConfig
+from jobservice_provider.core.dialects import ListQuery, SubmitRequest
 from jobservice_provider.core.errors import JobServiceError, PermanentError
 from jobservice_provider.core.policy import PollPolicy
 from jobservice_provider.core.status import JobStatus
@@ -100,7 +101,7 @@ def test_params_of_2_kb_and_1_mib_round_trip(local_service: LocalService, size: 
     hook = JobServiceHook()
     # Up: the params; down: the submit's answer (the record echoes them), a status and the result.
     with carried_in_segments(local_service, at_least=3 * size):
-        job = hook.submit("sleep", {"seconds": 0, "result": payload})
+        job = hook.submit(SubmitRequest("sleep", {"seconds": 0, "result": payload}))
         waited = hook.wait_for_job(WaitSpec(job_id=job.id, poll=FAST), check_now=True)
         result = hook.get_result(job.id)
     assert waited.job is not None and waited.job.status is JobStatus.SUCCEEDED, waited.message
@@ -146,7 +147,9 @@ def many_jobs(local_service: LocalService) -> tuple[str, list[str]]:
 
             async def one(i: int) -> str:
                 async with limit:
-                    return (await client.submit("sleep", {"seconds": 0, "result": {"i": i, "pad": text_of(1000)}})).id
+                    return (
+                        await client.submit(SubmitRequest("sleep", {"seconds": 0, "result": {"i": i, "pad": text_of(1000)}}))
+                    ).id
 
             return list(await asyncio.gather(*(one(i) for i in range(450))))
 
@@ -156,7 +159,7 @@ def many_jobs(local_service: LocalService) -> tuple[str, list[str]]:
 def test_listing_400_jobs_in_one_long_answer(local_service: LocalService, many_jobs: tuple[str, list[str]]) -> None:
     created_after, ids = many_jobs
     with carried_in_segments(local_service, at_least=400 * 1000):
-        listed = list(JobServiceHook().list_jobs(created_after=created_after, limit=400))
+        listed = list(JobServiceHook().list_jobs(ListQuery(created_after=created_after, limit=400)))
     assert len(listed) == 400 and len({job.id for job in listed}) == 400
     assert {job.id for job in listed} <= set(ids)
 
@@ -179,7 +182,7 @@ def test_a_long_log_is_read_whole_in_order(local_service: LocalService) -> None:
     lines = 20_000
     program = f"for i in range({lines}):\n    print(f'line {{i:05d}} ' + 'y' * 60)\n"
     hook = JobServiceHook()
-    job = hook.submit("command", {"argv": [sys.executable, "-c", program]})
+    job = hook.submit(SubmitRequest("command", {"argv": [sys.executable, "-c", program]}))
     waited = hook.wait_for_job(WaitSpec(job_id=job.id, poll=FAST), check_now=True)
     assert waited.job is not None and waited.job.status is JobStatus.SUCCEEDED, waited.message
     parts: list[str] = []
@@ -199,7 +202,7 @@ def test_a_long_log_is_read_whole_in_order(local_service: LocalService) -> None:
 def test_twelve_deferred_waits_in_one_event_loop(local_service: LocalService) -> None:
     hook = JobServiceHook()
     jobs = [
-        hook.submit("sleep", {"seconds": 0.5 + 0.1 * i, "steps": 3, "result": {"i": i, "pad": text_of(100_000)}})
+        hook.submit(SubmitRequest("sleep", {"seconds": 0.5 + 0.1 * i, "steps": 3, "result": {"i": i, "pad": text_of(100_000)}}))
         for i in range(12)
     ]
     triggers = [JobStatusTrigger(job_id=job.id, poll_policy={"interval": 0.3}, retry_policy={"budget": BUDGET}) for job in jobs]
@@ -221,8 +224,8 @@ def test_a_body_over_max_response_bytes_fails_naming_the_cap(
     local_service: LocalService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hook = JobServiceHook()
-    small = hook.submit("sleep", {"seconds": 0})
-    big = hook.submit("sleep", {"seconds": 0, "result": text_of(5000)})
+    small = hook.submit(SubmitRequest("sleep", {"seconds": 0}))
+    big = hook.submit(SubmitRequest("sleep", {"seconds": 0, "result": text_of(5000)}))
     assert hook.wait_for_job(WaitSpec(job_id=big.id, poll=FAST), check_now=True).outcome.value == "success"
     monkeypatch.setenv("AIRFLOW_CONN_SMALL_CAP", conn_json(local_service.base_url, local_service.token, max_response_bytes=1000))
     capped = JobServiceHook("small_cap")
@@ -230,7 +233,7 @@ def test_a_body_over_max_response_bytes_fails_naming_the_cap(
     with pytest.raises(JobServiceError) as result_error:
         capped.get_result(big.id)
     with pytest.raises(JobServiceError) as listing_error:
-        list(capped.list_jobs(limit=50))
+        list(capped.list_jobs(ListQuery(limit=50)))
     for error in (result_error.value, listing_error.value):
         assert isinstance(error, PermanentError), repr(error)  # the same call would bring the same body
         assert "larger than 1000 bytes" in str(error) and "max_response_bytes" in str(error), str(error)
@@ -373,7 +376,7 @@ async def test_the_network_mode_is_the_one_announced(local_service: LocalService
     shaper = local_service.shaper
     assert shaper is not None and shaper.running and local_service.base_url == shaper.url != local_service.direct_url
     async with JobServiceClient(config_for(local_service)) as client:
-        job = await client.submit("sleep", {"seconds": 0, "result": text_of(100_000)})
+        job = await client.submit(SubmitRequest("sleep", {"seconds": 0, "result": text_of(100_000)}))
     before = shaper.counters()
     record, reads, _ = await raw_get(local_service.base_url, f"/v1/jobs/{job.id}", local_service.headers)
     after = shaper.counters()

@@ -21,6 +21,7 @@ from tests.support.tls_server import Pki, TlsTerminator, make_pki, server_contex
 
 from jobservice_provider.core.client import JobServiceClient
 from jobservice_provider.core.config import ServiceConfig
+from jobservice_provider.core.dialects import SubmitRequest
 from jobservice_provider.core.errors import ConfigurationError, PermanentError, TransientError
 from jobservice_provider.core.policy import PollPolicy, RetryPolicy
 from jobservice_provider.core.wait import Outcome, WaitSpec, wait_for_job
@@ -53,7 +54,7 @@ async def health_and_a_job(config: ServiceConfig) -> str:
     """A health check, a submit and a status read: the calls a task makes."""
     async with JobServiceClient(config) as client:
         assert (await client.health())["service"]
-        job = await client.submit("sleep", {"seconds": 0})
+        job = await client.submit(SubmitRequest("sleep", {"seconds": 0}))
         return (await client.get_job(job.id)).id
 
 

@@ -26,6 +26,7 @@ from airflow.sdk.exceptions import AirflowException, TaskDeferred
 from tests.conftest import REPO, conn_json
 from tests.support.airflow_context import make_context
 
+from jobservice_provider.core.dialects import ListQuery, SubmitRequest
 from jobservice_provider.core.errors import AuthenticationError, ConfigurationError, InvalidRequestError, JobNotFoundError
 from jobservice_provider.core.policy import PollPolicy
 from jobservice_provider.core.status import TERMINAL, JobStatus
@@ -267,10 +268,12 @@ def run_trigger(trigger: JobStatusTrigger) -> dict[str, Any]:
 
 def test_every_hook_call_through_the_spec(inhouse: InHouseService) -> None:
     hook = JobServiceHook("inhouse")
-    job = hook.submit("export", {"steps": 3, "output": {"rows": 3}}, idempotency_key="k-every-call", meta={"team": "data"})
+    job = hook.submit(
+        SubmitRequest("export", {"steps": 3, "output": {"rows": 3}}, idempotency_key="k-every-call", meta={"team": "data"})
+    )
     assert (job.status, job.raw_status, job.type, job.meta) == (JobStatus.QUEUED, "waiting", "export", {"team": "data"})
-    assert hook.submit("export", {"steps": 3}, idempotency_key="k-every-call").id == job.id  # dedupe_key honoured
-    other = hook.submit("import", {"hold": True})
+    assert hook.submit(SubmitRequest("export", {"steps": 3}, idempotency_key="k-every-call")).id == job.id  # dedupe_key honoured
+    other = hook.submit(SubmitRequest("import", {"hold": True}))
     assert [j.id for j in hook.get_jobs([job.id, other.id])] == [job.id, other.id]
     assert any(r.startswith("GET /api/v2/runs?id=") for r in inhouse.requests)  # one batch call, not two lookups
     with pytest.raises(JobNotFoundError, match="r-404"):
@@ -289,7 +292,7 @@ def test_every_hook_call_through_the_spec(inhouse: InHouseService) -> None:
 
     listed = [j.id for j in hook.list_jobs()]  # two runs per page: pagination is followed
     assert {job.id, other.id} <= set(listed) and len(listed) == len(inhouse.runs)
-    assert [j.id for j in hook.list_jobs(status=["SUCCEEDED"])] == [
+    assert [j.id for j in hook.list_jobs(ListQuery(status=["SUCCEEDED"]))] == [
         j.id for j in hook.list_jobs() if j.status is JobStatus.SUCCEEDED
     ]
     ok, message = hook.test_connection()
@@ -330,7 +333,7 @@ def test_a_broken_run_fails_the_task_with_its_problem() -> None:
 
 def test_cancel_goes_through_the_services_stopping_state(inhouse: InHouseService) -> None:
     hook = JobServiceHook("inhouse")
-    job = hook.submit("export", {"hold": True})
+    job = hook.submit(SubmitRequest("export", {"hold": True}))
     assert hook.get_job(job.id).status is JobStatus.RUNNING
     record = CancelJobOperator(task_id="c", jobservice_conn_id="inhouse", job_id=job.id).execute(make_context())
     assert record["status"] == "CANCELLED" and inhouse.runs[job.id]["state"] == "stopped"
@@ -338,7 +341,7 @@ def test_cancel_goes_through_the_services_stopping_state(inhouse: InHouseService
 
 def test_an_unknown_state_keeps_waiting_and_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     hook = JobServiceHook("inhouse")
-    job = hook.submit("export", {"steps": 1, "pause": 3})
+    job = hook.submit(SubmitRequest("export", {"steps": 1, "pause": 3}))
 
     async def wait() -> Any:
         async with hook.async_client() as client:
@@ -370,7 +373,7 @@ def test_done_when_a_json_field_equals_a_value() -> None:
     assert op.execute_complete(context, event) == {"rows": 42}  # record.result: a projection of the record
 
     hook = JobServiceHook("exports")
-    bad = hook.submit("export", {"table": "missing"})
+    bad = hook.submit(SubmitRequest("export", {"table": "missing"}))
     waited = hook.wait_for_job(WaitSpec(job_id=bad.id, targets=TERMINAL, poll=PollPolicy(interval=0.1)), check_now=True)
     assert waited.job is not None and waited.job.status is JobStatus.FAILED and waited.job.raw_status == "bad"
 
@@ -378,7 +381,7 @@ def test_done_when_a_json_field_equals_a_value() -> None:
 def test_service_errors_are_classified_with_the_services_reason(inhouse: InHouseService, monkeypatch: pytest.MonkeyPatch) -> None:
     hook = JobServiceHook("inhouse")
     with pytest.raises(InvalidRequestError, match="no such pipeline 'exprt'"):
-        hook.submit("exprt")
+        hook.submit(SubmitRequest("exprt"))
     with pytest.raises(JobNotFoundError, match="unknown run"):
         hook.get_job("r-999/../../health")
     monkeypatch.setenv(

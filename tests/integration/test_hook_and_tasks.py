@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 from tests.conftest import conn_json
 from tests.support.airflow_context import make_context
 
+from jobservice_provider.core.dialects import ListQuery, SubmitRequest
 from jobservice_provider.core.errors import JobNotFoundError
 from jobservice_provider.core.policy import PollPolicy
 from jobservice_provider.core.status import JobStatus
@@ -37,13 +38,17 @@ def run_trigger(trigger: JobStatusTrigger) -> dict[str, Any]:
 def test_sync_face_covers_every_call() -> None:
     hook = JobServiceHook()
     key = f"k-{uuid.uuid4()}"
-    job = hook.submit("sleep", {"seconds": 0.3, "steps": 2, "result": {"n": 1}}, idempotency_key=key, meta={"who": "test"})
+    job = hook.submit(
+        SubmitRequest("sleep", {"seconds": 0.3, "steps": 2, "result": {"n": 1}}, idempotency_key=key, meta={"who": "test"})
+    )
     assert job.status in (JobStatus.QUEUED, JobStatus.RUNNING) and job.meta == {"who": "test"}
     assert (
-        hook.submit("sleep", {"seconds": 0.3, "steps": 2, "result": {"n": 1}}, idempotency_key=key, meta={"who": "test"}).id
+        hook.submit(
+            SubmitRequest("sleep", {"seconds": 0.3, "steps": 2, "result": {"n": 1}}, idempotency_key=key, meta={"who": "test"})
+        ).id
         == job.id
     )
-    other = hook.submit("sleep", {"seconds": 30})
+    other = hook.submit(SubmitRequest("sleep", {"seconds": 30}))
     assert [j.id for j in hook.get_jobs([job.id, other.id])] == [job.id, other.id]
     assert hook.cancel_job(other.id).status is JobStatus.CANCELLED
     waited = hook.wait_for_job(WaitSpec(job_id=job.id, poll=PollPolicy(interval=0.2)), check_now=True)
@@ -51,7 +56,7 @@ def test_sync_face_covers_every_call() -> None:
     assert hook.get_result(job.id) == {"n": 1}
     logs = hook.get_logs(job.id)
     assert logs.complete and "2/2" in logs.data
-    listed = list(hook.list_jobs(status=["CANCELLED"], job_type="sleep"))
+    listed = list(hook.list_jobs(ListQuery(status=["CANCELLED"], job_type="sleep")))
     assert other.id in [j.id for j in listed] and job.id not in [j.id for j in listed]
     ok, message = hook.test_connection()
     assert ok and "jobservice-local" in message
@@ -75,7 +80,7 @@ def test_wrong_token_fails_clearly(monkeypatch: pytest.MonkeyPatch, jobservice_c
 def test_async_face_in_an_event_loop() -> None:
     async def main() -> tuple[JobStatus | None, Any]:
         hook = JobServiceHook()
-        job = await hook.asubmit("sleep", {"seconds": 0.2, "result": "async"})
+        job = await hook.asubmit(SubmitRequest("sleep", {"seconds": 0.2, "result": "async"}))
         while (job := await hook.aget_job(job.id)).status is not JobStatus.SUCCEEDED:
             await asyncio.sleep(0.1)
         return job.status, await hook.aget_result(job.id)
@@ -125,7 +130,7 @@ def test_operator_fails_with_the_remote_error() -> None:
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
 def test_sensor_returns_the_job_record(deferrable: bool) -> None:
-    job = JobServiceHook().submit("sleep", {"seconds": 1, "steps": 2})
+    job = JobServiceHook().submit(SubmitRequest("sleep", {"seconds": 1, "steps": 2}))
     sensor = JobCompleteSensor(task_id="s", job_id=job.id, poll_interval=0.3, timeout=60, deferrable=deferrable)
     context = make_context()
     if deferrable:
@@ -140,7 +145,7 @@ def test_sensor_returns_the_job_record(deferrable: bool) -> None:
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
 def test_sensor_fails_on_a_failed_job_naming_id_status_and_error(deferrable: bool) -> None:
-    job = JobServiceHook().submit("sleep", {"seconds": 0.5, "fail": "bad input row 17"})
+    job = JobServiceHook().submit(SubmitRequest("sleep", {"seconds": 0.5, "fail": "bad input row 17"}))
     sensor = JobCompleteSensor(task_id="s", job_id=job.id, poll_interval=0.3, timeout=60, deferrable=deferrable)
     context = make_context()
     with pytest.raises(AirflowFailException) as info:
@@ -157,9 +162,9 @@ def test_sensor_fails_on_a_failed_job_naming_id_status_and_error(deferrable: boo
 
 def test_cancel_job_operator() -> None:
     hook = JobServiceHook()
-    running = hook.submit("sleep", {"seconds": 60})
+    running = hook.submit(SubmitRequest("sleep", {"seconds": 60}))
     assert CancelJobOperator(task_id="c", job_id=running.id).execute(make_context())["status"] == "CANCELLED"
-    done = hook.submit("sleep", {"seconds": 0})
+    done = hook.submit(SubmitRequest("sleep", {"seconds": 0}))
     while hook.get_job(done.id).status is not JobStatus.SUCCEEDED:
         pass
     assert CancelJobOperator(task_id="c", job_id=done.id).execute(make_context())["status"] == "SUCCEEDED"

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from tests.conftest import conn_json
 
+from jobservice_provider.core.dialects import SubmitRequest
 from jobservice_provider.hooks.jobservice import JobServiceHook
 
 pytestmark = pytest.mark.integration
@@ -34,7 +35,7 @@ def hook(local_service: Any, monkeypatch: pytest.MonkeyPatch) -> JobServiceHook:
 
 
 def test_a_jobs_link_resolves_to_a_page_a_browser_can_open(local_service: Any, hook: JobServiceHook) -> None:
-    job = hook.submit("sleep", {"seconds": 0})
+    job = hook.submit(SubmitRequest("sleep", {"seconds": 0}))
     assert job.links == {"web": f"/ui/jobs/{job.id}"}
     url = hook.job_url(job)
     assert url == f"{local_service.base_url}/ui/jobs/{job.id}"
@@ -55,7 +56,7 @@ def test_the_page_escapes_what_it_echoes_and_reads_no_data(local_service: Any) -
 
 
 def test_the_api_stays_closed_to_browsers_and_the_page_to_other_host_names(local_service: Any, hook: JobServiceHook) -> None:
-    job = hook.submit("sleep", {"seconds": 0})
+    job = hook.submit(SubmitRequest("sleep", {"seconds": 0}))
     # The same browser request to the API: refused, with or without a token.
     status, _, body = fetch(f"{local_service.base_url}/v1/jobs/{job.id}", FROM_AIRFLOW_PAGE)
     assert status == 403 and "cross-origin-request" in body, body

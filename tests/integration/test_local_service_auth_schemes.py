@@ -14,6 +14,7 @@ from tests.conftest import conn_json
 from tests.support import local_service as support
 from tests.support.local_service import LocalService, api_for, assert_problem
 
+from jobservice_provider.core.dialects import SubmitRequest
 from jobservice_provider.core.errors import AuthenticationError
 from jobservice_provider.core.status import JobStatus
 from jobservice_provider.hooks.jobservice import JobServiceHook
@@ -50,7 +51,7 @@ def test_the_provider_runs_a_job_through_each_scheme(scheme_svc: LocalService, m
     hook = JobServiceHook(jobservice_conn_id="schemed")
     ok, message = hook.test_connection()
     assert ok and "jobservice-local" in message, message
-    job = hook.submit("sleep", {"seconds": 0.2, "result": {"via": scheme_of(scheme_svc)}})
+    job = hook.submit(SubmitRequest("sleep", {"seconds": 0.2, "result": {"via": scheme_of(scheme_svc)}}))
     deadline = time.monotonic() + 30
     while (seen := hook.get_job(job.id)).status is not JobStatus.SUCCEEDED:
         assert time.monotonic() < deadline, seen

@@ -25,6 +25,7 @@ from tests.support.fault_proxy import FaultProxy, status
 
 from jobservice_provider.core.client import JobServiceClient
 from jobservice_provider.core.config import ServiceConfig
+from jobservice_provider.core.dialects import ListQuery, SubmitRequest
 from jobservice_provider.core.dialects.native import NativeDialect
 from jobservice_provider.core.errors import MalformedResponseError, TransientError
 from jobservice_provider.core.job import Job
@@ -45,7 +46,7 @@ def _submit(service: Any, params: dict[str, Any]) -> Job:
     async def go() -> Job:
         config = ServiceConfig.from_connection_fields(conn_id="direct", host=service.base_url, password=service.token)
         async with JobServiceClient(config) as client:
-            return await client.submit("sleep", params)
+            return await client.submit(SubmitRequest("sleep", params))
 
     return asyncio.run(go())
 
@@ -53,7 +54,7 @@ def _submit(service: Any, params: dict[str, Any]) -> Job:
 async def asubmit(service: Any, seconds: float, **params: Any) -> Job:
     config = ServiceConfig.from_connection_fields(conn_id="direct", host=service.base_url, password=service.token)
     async with JobServiceClient(config) as client:
-        return await client.submit("sleep", {"seconds": seconds, **params})
+        return await client.submit(SubmitRequest("sleep", {"seconds": seconds, **params}))
 
 
 def point_connection(monkeypatch: pytest.MonkeyPatch, proxy: FaultProxy, service: Any, **extra: Any) -> str:
@@ -121,7 +122,7 @@ def test_retry_after_zero_on_a_keyed_submit_is_no_tight_loop(
 ) -> None:
     hook = JobServiceHook(point_connection(monkeypatch, threaded_proxy, local_service))
     threaded_proxy.fail_for(3, RETRY_AFTER_ZERO, route="submit")
-    job = hook.submit("sleep", {"seconds": 0}, idempotency_key=f"k-{uuid.uuid4()}")
+    job = hook.submit(SubmitRequest("sleep", {"seconds": 0}, idempotency_key=f"k-{uuid.uuid4()}"))
     assert job.id.startswith("j_")
     assert 2 <= threaded_proxy.faulted["submit"] <= 3 / DEFAULT_BACKOFF_FLOOR + 1, threaded_proxy.faulted  # before: 3,164
 
@@ -233,7 +234,7 @@ def test_every_worker_read_and_cancel_rides_out_two_503s(
         "status": lambda: hook.get_job(done.id).id == done.id,
         "result": lambda: hook.get_result(done.id) == "ok",
         "logs": lambda: hook.get_logs(done.id).complete,
-        "list": lambda: len(list(hook.list_jobs(limit=3))) == 3,
+        "list": lambda: len(list(hook.list_jobs(ListQuery(limit=3)))) == 3,
         "cancel": lambda: hook.cancel_job(running.id).raw_status in ("CANCELLING", "CANCELLED"),
     }
     for route, call in calls.items():

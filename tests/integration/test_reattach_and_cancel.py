@@ -14,6 +14,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
 from tests.support.airflow_context import make_context
 
+from jobservice_provider.core.dialects import ListQuery, SubmitRequest
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.status import JobStatus
 from jobservice_provider.hooks.jobservice import JobServiceHook
@@ -38,7 +39,7 @@ class TaskStateStore:
 
 
 def jobs_since(started: str, job_type: str) -> list[Job]:
-    return list(JobServiceHook().list_jobs(job_type=job_type, created_after=started))
+    return list(JobServiceHook().list_jobs(ListQuery(job_type=job_type, created_after=started)))
 
 
 def try_context(store: TaskStateStore, run_id: str, try_number: int) -> dict[str, Any]:
@@ -138,7 +139,7 @@ def job_status(job_id: str) -> JobStatus | None:
 
 @pytest.mark.parametrize("user_action", [True, False], ids=["user-kill", "triggerer-shutdown"])
 def test_trigger_on_kill_cancels_but_cleanup_alone_does_not(user_action: bool) -> None:
-    job = JobServiceHook().submit("sleep", {"seconds": 120})
+    job = JobServiceHook().submit(SubmitRequest("sleep", {"seconds": 120}))
     trigger = JobStatusTrigger(job_id=job.id, poll_policy={"interval": 1.0}, cancel_on_kill=True)
 
     async def scenario() -> None:
@@ -159,7 +160,7 @@ def test_trigger_on_kill_cancels_but_cleanup_alone_does_not(user_action: bool) -
 
 
 def test_sensor_trigger_never_cancels_the_job_it_watches_by_default() -> None:
-    job = JobServiceHook().submit("sleep", {"seconds": 120})
+    job = JobServiceHook().submit(SubmitRequest("sleep", {"seconds": 120}))
     sensor = JobCompleteSensor(task_id="s", job_id=job.id, poll_interval=1.0, timeout=600, deferrable=True)
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute(make_context())

@@ -15,6 +15,7 @@ import pytest
 from airflow.sdk.exceptions import TaskDeferred
 from tests.support.airflow_context import make_context
 
+from jobservice_provider.core.dialects import SubmitRequest
 from jobservice_provider.core.logs import MAX_LINE_BYTES
 from jobservice_provider.core.policy import PollPolicy
 from jobservice_provider.core.wait import WaitSpec
@@ -86,7 +87,7 @@ def log(monkeypatch: pytest.MonkeyPatch) -> RecordingLog:
 
 
 def submit(script: str) -> str:
-    return JobServiceHook().submit("command", {"argv": [sys.executable, "-c", script]}).id
+    return JobServiceHook().submit(SubmitRequest("command", {"argv": [sys.executable, "-c", script]})).id
 
 
 def remote_size(job_id: str) -> int:

@@ -22,6 +22,7 @@ from tests.support.airflow_context import make_context
 from tests.support.fault_proxy import FaultProxy, status
 from tests.support.hiding_proxy import HidingProxy
 
+from jobservice_provider.core.dialects import ListQuery, SubmitRequest
 from jobservice_provider.core.errors import JobFailedError, JobStaleError, JobTimeoutError
 from jobservice_provider.core.keys import sendable, task_key
 from jobservice_provider.core.status import JobStatus
@@ -152,7 +153,7 @@ def test_airflows_deferral_timeout_backstop_follows_cancel_on_timeout(cancel_on_
 
 
 def failed_job() -> str:
-    job = JobServiceHook().submit("sleep", {"seconds": 0, "fail": "failed on purpose"})
+    job = JobServiceHook().submit(SubmitRequest("sleep", {"seconds": 0, "fail": "failed on purpose"}))
     deadline = time.monotonic() + 10
     while status_of(job.id) is not JobStatus.FAILED:
         assert time.monotonic() < deadline, "the job did not fail"
@@ -174,7 +175,7 @@ def test_deferrable_sensor_without_soft_fail_fails_a_failed_job_without_retry() 
 
 
 def test_deferrable_sensor_skips_a_job_failing_while_deferred() -> None:
-    job = JobServiceHook().submit("sleep", {"seconds": 1, "fail": "failed on purpose"})
+    job = JobServiceHook().submit(SubmitRequest("sleep", {"seconds": 1, "fail": "failed on purpose"}))
     sensor = JobCompleteSensor(task_id="s", job_id=job.id, deferrable=True, poll_interval=0.3, soft_fail=True)
     context = make_context()
     with pytest.raises(TaskDeferred) as deferred:
@@ -210,7 +211,7 @@ def test_execution_timeout_counts_from_execute_not_from_a_slow_start_date() -> N
 
 
 def test_a_short_sensor_timeout_ends_no_more_than_its_margin_early() -> None:
-    job = JobServiceHook().submit("sleep", NEVER_ENDS)
+    job = JobServiceHook().submit(SubmitRequest("sleep", NEVER_ENDS))
     start_date = datetime.now(UTC)
     sensor = JobCompleteSensor(task_id="s", job_id=job.id, poll_interval=0.3, timeout=4, deferrable=True)
     context = make_context(start_date=start_date)
@@ -236,7 +237,7 @@ def hiding(jobservice_conn: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hi
 
 
 def test_a_deferrable_sensor_waits_for_a_job_that_appears_within_its_grace(hiding: HidingProxy) -> None:
-    job = JobServiceHook().submit("sleep", NEVER_ENDS)
+    job = JobServiceHook().submit(SubmitRequest("sleep", NEVER_ENDS))
     hiding.hide(job.id, 10)  # as if created 10 s after the sensor started
     sensor = JobCompleteSensor(
         task_id="s", job_id=job.id, target_statuses=["RUNNING"], poll_interval=0.5, not_found_grace=30, deferrable=True
@@ -252,7 +253,7 @@ def test_a_deferrable_sensor_waits_for_a_job_that_appears_within_its_grace(hidin
 
 
 def test_a_deferrable_sensor_fails_naming_the_id_when_its_grace_ends(hiding: HidingProxy) -> None:
-    job = JobServiceHook().submit("sleep", NEVER_ENDS)
+    job = JobServiceHook().submit(SubmitRequest("sleep", NEVER_ENDS))
     hiding.hide(job.id, 600)
     sensor = JobCompleteSensor(task_id="s", job_id=job.id, poll_interval=0.5, not_found_grace=5, deferrable=True, timeout=60)
     context = make_context()
@@ -267,7 +268,7 @@ def test_a_deferrable_sensor_fails_naming_the_id_when_its_grace_ends(hiding: Hid
 
 
 def test_a_poke_mode_sensor_waits_out_its_grace_then_fails_naming_the_id(hiding: HidingProxy) -> None:
-    job = JobServiceHook().submit("sleep", NEVER_ENDS)
+    job = JobServiceHook().submit(SubmitRequest("sleep", NEVER_ENDS))
     hiding.hide(job.id, 600)
     sensor = JobCompleteSensor(task_id="s", job_id=job.id, poll_interval=0.5, not_found_grace=2, deferrable=False, timeout=60)
     with pytest.raises(AirflowException, match=f"{job.id}.*not_found_grace=2s"):
@@ -470,7 +471,7 @@ def test_without_a_task_state_store_changed_params_are_told_by_the_key(capsys: p
 
 def jobs_of(run_id: str) -> list[Any]:
     prefix = f"airflow:test_dag:test_task:{run_id}:"
-    return [job for job in JobServiceHook().list_jobs(job_type="sleep") if (job.key or "").startswith(prefix)]
+    return [job for job in JobServiceHook().list_jobs(ListQuery(job_type="sleep")) if (job.key or "").startswith(prefix)]
 
 
 @pytest.mark.parametrize("with_store", [False, True], ids=["no-task-state-store", "died-before-storing"])
@@ -533,7 +534,7 @@ def test_an_operator_whose_job_stops_changing_ends_stale_and_cancels_it() -> Non
 
 
 def test_a_sensor_on_a_job_that_stops_changing_fails_stale_without_cancelling_it() -> None:
-    job = JobServiceHook().submit("python", STOPS)
+    job = JobServiceHook().submit(SubmitRequest("python", STOPS))
     sensor = JobCompleteSensor(task_id="s", job_id=job.id, poll_interval=0.5, stale_after=5, deferrable=False, timeout=60)
     with pytest.raises(JobStaleError, match="is stale"):
         sensor.execute(make_context())

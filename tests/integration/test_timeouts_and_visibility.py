@@ -16,6 +16,7 @@ from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException, A
 from tests.conftest import REPO
 from tests.support.airflow_context import make_context
 
+from jobservice_provider.core.dialects import SubmitRequest
 from jobservice_provider.core.status import JobStatus
 from jobservice_provider.hooks.jobservice import JobServiceHook
 from jobservice_provider.operators.jobservice import SubmitAndWaitOperator
@@ -39,7 +40,7 @@ def trigger_event(trigger: JobStatusTrigger) -> dict[str, Any]:
 
 @pytest.mark.parametrize("soft_fail", [False, True], ids=["fails", "soft_fail"])
 def test_sensor_timeout_ends_as_a_sensor_timeout_through_the_deadline_event(soft_fail: bool) -> None:
-    job = JobServiceHook().submit("sleep", {"seconds": 600})
+    job = JobServiceHook().submit(SubmitRequest("sleep", {"seconds": 600}))
     sensor = JobCompleteSensor(task_id="s", job_id=job.id, poll_interval=0.5, timeout=5, soft_fail=soft_fail, deferrable=True)
     context = make_context()
     with pytest.raises(TaskDeferred) as deferred:

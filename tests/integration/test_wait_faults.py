@@ -15,6 +15,7 @@ from tests.support.local_service import LocalService
 
 from jobservice_provider.core.client import JobServiceClient
 from jobservice_provider.core.config import ServiceConfig
+from jobservice_provider.core.dialects import SubmitRequest
 from jobservice_provider.core.errors import TransientError
 from jobservice_provider.core.policy import PollPolicy, RetryPolicy
 from jobservice_provider.core.wait import Outcome, WaitSpec, wait_for_job
@@ -31,7 +32,7 @@ def config_for(url: str, token: str | None) -> ServiceConfig:
 
 async def submit_sleep(service: Any, seconds: float) -> str:
     async with JobServiceClient(config_for(service.base_url, service.token)) as client:
-        return (await client.submit("sleep", {"seconds": seconds})).id
+        return (await client.submit(SubmitRequest("sleep", {"seconds": seconds}))).id
 
 
 async def wait_through(proxy_faults: list[Fault], service: Any, caplog: pytest.LogCaptureFixture) -> tuple[list[str], list[str]]:

@@ -10,6 +10,7 @@ import pytest
 
 from jobservice_provider.core.client import JobServiceClient
 from jobservice_provider.core.config import ServiceConfig
+from jobservice_provider.core.dialects import SubmitRequest
 from jobservice_provider.core.policy import PollPolicy
 from jobservice_provider.core.wait import Outcome, WaitSpec, wait_for_job
 from jobservice_provider.core.watcher import shared_watcher
@@ -24,7 +25,7 @@ def config_for(service: Any) -> ServiceConfig:
 async def test_long_poll_sees_completion_long_before_the_next_poll(local_service: Any) -> None:
     config = config_for(local_service)
     async with JobServiceClient(config) as client:
-        job = await client.submit("sleep", {"seconds": 2})
+        job = await client.submit(SubmitRequest("sleep", {"seconds": 2}))
         async with shared_watcher(config) as watcher, watcher.subscribe(job.id) as subscription:
             started = time.monotonic()
             spec = WaitSpec(job_id=job.id, poll=PollPolicy(interval=60))
@@ -37,7 +38,7 @@ async def test_long_poll_sees_completion_long_before_the_next_poll(local_service
 async def test_watched_waits_are_not_polled_while_the_watch_is_open(local_service: Any) -> None:
     config = config_for(local_service)
     async with JobServiceClient(config) as client:
-        jobs = [await client.submit("sleep", {"seconds": 10}) for _ in range(150)]
+        jobs = [await client.submit(SubmitRequest("sleep", {"seconds": 10})) for _ in range(150)]
         lookups = 0
         async with shared_watcher(config) as watcher:
 
@@ -63,7 +64,7 @@ async def test_many_waits_share_few_batch_requests(local_service: Any) -> None:
     config = config_for(local_service)
     async with JobServiceClient(config) as client:
         # Submitted together, so that on a slow network the first jobs do not end before the last start.
-        jobs = await asyncio.gather(*(client.submit("sleep", {"seconds": 3}) for _ in range(150)))
+        jobs = await asyncio.gather(*(client.submit(SubmitRequest("sleep", {"seconds": 3})) for _ in range(150)))
         polls = 0
 
         async with shared_watcher(config) as watcher:

@@ -17,6 +17,7 @@ from tests.conftest import REPO
 from tests.prefect.conftest import PrefectServer
 from tests.support.airflow_context import make_context
 
+from jobservice_provider.core.dialects import ListQuery, SubmitRequest
 from jobservice_provider.core.errors import JobNotFoundError
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.status import TERMINAL, JobStatus
@@ -84,10 +85,10 @@ def test_submit_and_wait_returns_the_flows_result_artifact(prefect_conn: Prefect
 def test_hook_calls_against_the_server(prefect_conn: PrefectServer) -> None:
     hook = JobServiceHook()
     echo = prefect_conn.deployments["echo"]
-    job = hook.submit(echo, {"result": [1, "two"]}, idempotency_key="hook-calls-1", meta={"team": "data"})
+    job = hook.submit(SubmitRequest(echo, {"result": [1, "two"]}, idempotency_key="hook-calls-1", meta={"team": "data"}))
     assert job.status is JobStatus.QUEUED and job.type == echo and job.key == "hook-calls-1"
     assert job.meta["team"] == "data"
-    again = hook.submit(echo, {"result": "other"}, idempotency_key="hook-calls-1")  # Prefect dedupes by key
+    again = hook.submit(SubmitRequest(echo, {"result": "other"}, idempotency_key="hook-calls-1"))  # Prefect dedupes by key
     assert again.id == job.id
     done = wait_until(hook, job.id, TERMINAL)
     assert done.status is JobStatus.SUCCEEDED and done.created_at and done.started_at and done.finished_at
@@ -98,7 +99,7 @@ def test_hook_calls_against_the_server(prefect_conn: PrefectServer) -> None:
     for hostile in ("00000000-0000-0000-0000-000000000000", "../health", "a/b?c#d"):
         with pytest.raises(JobNotFoundError):
             hook.get_job(hostile)
-    assert job.id in [j.id for j in hook.list_jobs(status=["SUCCEEDED"])]
+    assert job.id in [j.id for j in hook.list_jobs(ListQuery(status=["SUCCEEDED"]))]
     ok, message = hook.test_connection()
     assert ok and "3.9" in message, message
 

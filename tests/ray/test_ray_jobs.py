@@ -17,6 +17,7 @@ from tests.conftest import REPO
 from tests.ray.conftest import RayHead, ray_conn_json
 from tests.support.airflow_context import make_context
 
+from jobservice_provider.core.dialects import ListQuery, SubmitRequest
 from jobservice_provider.core.errors import JobNotFoundError
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.status import TERMINAL, JobStatus
@@ -89,7 +90,7 @@ def test_the_example_dag_runs_unchanged_on_ray(ray_head: RayHead) -> None:
 @pytest.mark.usefixtures("ray_conn")
 def test_hook_calls_and_log_offsets(ray_head: RayHead) -> None:
     hook = JobServiceHook()
-    job = hook.submit("shell", {"entrypoint": PRINT_RESULT, "result_from_logs": True}, meta={"owner": "tests"})
+    job = hook.submit(SubmitRequest("shell", {"entrypoint": PRINT_RESULT, "result_from_logs": True}, meta={"owner": "tests"}))
     assert job.status in (JobStatus.QUEUED, JobStatus.RUNNING) and job.meta.get("owner") == "tests"
     done = wait_until(hook, job.id, TERMINAL)
     assert done.status is JobStatus.SUCCEEDED and done.created_at is not None and done.finished_at is not None
@@ -105,7 +106,7 @@ def test_hook_calls_and_log_offsets(ray_head: RayHead) -> None:
 
     found = hook.get_jobs([job.id])  # no batch call in either: single lookups
     assert [j.id for j in found] == [job.id]
-    assert job.id in [j.id for j in hook.list_jobs(status=["SUCCEEDED"])]
+    assert job.id in [j.id for j in hook.list_jobs(ListQuery(status=["SUCCEEDED"]))]
     ok, message = hook.test_connection()
     assert ok and "2." in message, message
 
@@ -135,7 +136,7 @@ def test_failing_entrypoint_is_reported_with_rays_message(ray_head: RayHead) -> 
 @pytest.mark.usefixtures("ray_conn")
 def test_cancel_maps_stopped_to_cancelled(ray_head: RayHead) -> None:
     hook = JobServiceHook()
-    job = hook.submit("shell", {"entrypoint": LONG})
+    job = hook.submit(SubmitRequest("shell", {"entrypoint": LONG}))
     wait_until(hook, job.id, frozenset({JobStatus.RUNNING}))
     deadline = time.monotonic() + 60
     while "tick 1" not in (running := hook.get_logs(job.id)).data:  # its output is visible while it runs

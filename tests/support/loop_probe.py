@@ -16,6 +16,8 @@ import logging
 import sys
 from typing import Any
 
+from jobservice_provider.core.dialects import SubmitRequest
+
 SLOW_CALLBACK_SECONDS = 0.05
 
 
@@ -38,7 +40,7 @@ async def _main(count: int, slow: _SlowCallbacks) -> list[str]:
     from jobservice_provider.triggers.jobservice import JobStatusTrigger
 
     hook = JobServiceHook()
-    jobs = [await hook.asubmit("sleep", {"seconds": 2}) for _ in range(count + 1)]
+    jobs = [await hook.asubmit(SubmitRequest("sleep", {"seconds": 2})) for _ in range(count + 1)]
     triggers = [JobStatusTrigger(job_id=j.id, poll_policy={"interval": 0.5}, follow_logs=True) for j in jobs]
     loop = asyncio.get_running_loop()
     # One wait first, as in a triggerer that has been running: its one-time imports

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from jobservice_provider import get_provider_info
-from jobservice_provider.core.config import DIALECTS, KNOWN_EXTRAS, ServiceConfig
+from jobservice_provider.core.config import DIALECTS, KNOWN_EXTRAS, ServiceConfig, dialect_names
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "connection.md"
 AIRFLOW_SCHEMAS = ("provider.yaml.schema.json", "customized_form_field_behaviours.schema.json")
@@ -43,7 +43,9 @@ def test_conn_fields_are_exactly_the_allow_listed_extras() -> None:
 
 
 def test_dialect_choices_follow_the_known_dialects() -> None:
-    assert connection_type()["conn-fields"]["dialect"]["schema"]["enum"] == list(DIALECTS)
+    # The built-in ones, then any installed by entry point (./dev installs the test package's "example").
+    assert connection_type()["conn-fields"]["dialect"]["schema"]["enum"] == dialect_names()
+    assert dialect_names()[: len(DIALECTS)] == list(DIALECTS)
 
 
 def test_form_defaults_match_the_hooks_defaults() -> None:

@@ -12,8 +12,19 @@ import pendulum
 import pytest
 
 from jobservice_provider.core.config import DIALECTS, ServiceConfig
-from jobservice_provider.core.dialects import REGISTRY, DeclarativeDialect, FollowUp, NativeDialect, get_dialect, slice_log
-from jobservice_provider.core.dialects.base import job_matches
+from jobservice_provider.core.dialects import (
+    BUILT_IN,
+    BatchLookup,
+    DeclarativeDialect,
+    FollowUp,
+    ListQuery,
+    NativeDialect,
+    OffsetLogs,
+    SubmitRequest,
+    WholeLogs,
+    get_dialect,
+    slice_log,
+)
 from jobservice_provider.core.dialects.declarative import SpecError, compile_template, render_json
 from jobservice_provider.core.errors import ConfigurationError, InvalidRequestError, JobNotFoundError, MalformedResponseError
 from jobservice_provider.core.http import HttpResponse
@@ -51,7 +62,7 @@ def response(status: int, body: Any, content_type: str = "application/json") -> 
 
 
 def test_registry_matches_the_config_names() -> None:
-    assert tuple(REGISTRY) == DIALECTS == ("native", "ray", "declarative")
+    assert tuple(BUILT_IN) == DIALECTS == ("native", "ray", "declarative")
     assert isinstance(get_dialect("native"), NativeDialect)
     assert get_dialect("declarative", INHOUSE) is get_dialect("declarative", json.dumps(INHOUSE, sort_keys=True))
     with pytest.raises(ConfigurationError, match="unknown dialect 'soap'"):
@@ -59,16 +70,14 @@ def test_registry_matches_the_config_names() -> None:
 
 
 def test_both_documented_specs_are_valid_and_capabilities_are_derived() -> None:
-    assert (DIALECT.supports_batch_lookup, DIALECT.max_batch, DIALECT.supports_log_offsets) == (True, 50, True)
-    assert (DIALECT.supports_progress, DIALECT.supports_idempotent_submit, DIALECT.supports_long_poll) == (True, True, False)
+    # The capabilities a spec offers are the protocols its dialect implements.
+    assert isinstance(DIALECT, BatchLookup) and isinstance(DIALECT, OffsetLogs) and not isinstance(DIALECT, WholeLogs)
+    assert (DIALECT.max_batch, DIALECT.supports_idempotent_submit) == (50, True)
     ray = DeclarativeDialect.from_options(doc_spec("ray"))
-    assert (ray.supports_batch_lookup, ray.supports_logs, ray.supports_log_offsets, ray.supports_progress) == (
-        False,
-        True,
-        False,
-        False,
-    )
-    assert DeclarativeDialect.from_options({**INHOUSE, "capabilities": {"batch_lookup": False}}).supports_batch_lookup is False
+    assert isinstance(ray, WholeLogs) and not isinstance(ray, BatchLookup | OffsetLogs)
+    assert not isinstance(DeclarativeDialect.from_options({**INHOUSE, "capabilities": {"batch_lookup": False}}), BatchLookup)
+    no_logs = DeclarativeDialect.from_options({**INHOUSE, "capabilities": {"logs": False, "log_offsets": False}})
+    assert not isinstance(no_logs, OffsetLogs | WholeLogs) and isinstance(no_logs, BatchLookup)
     with pytest.raises(SpecError, match=re.escape("capabilities.batch_lookup: needs operations.get_many")):
         DeclarativeDialect.from_options({**doc_spec("ray"), "capabilities": {"batch_lookup": True}})
 
@@ -98,7 +107,7 @@ def mutate(path: str, value: Any) -> dict[str, Any]:
         ("status_map", {"done": "FINISHED"}, "status_map.done: 'FINISHED' is not one of QUEUED"),
         ("status_map", {"busy": "RUNNING"}, "status_map: maps nothing to SUCCEEDED"),
         ("capabilities", {"teleport": True}, "capabilities.teleport: unknown key"),
-        ("capabilities", {"long_poll": True}, "capabilities.long_poll: is not available"),
+        ("capabilities", {"long_poll": True}, "capabilities.long_poll: unknown key"),
         ("capabilities", {"logs": "yes"}, "capabilities.logs: must be true or false"),
         ("capabilities", {"log_offsets": True, "logs": False}, "capabilities.log_offsets: needs capabilities.logs"),
         ("operations.get", ..., "operations.get: is required"),
@@ -193,7 +202,9 @@ def test_path_values_are_url_escaped(job_id: str) -> None:
 
 
 def test_submit_and_batch_requests() -> None:
-    request = DIALECT.submit("export", {"day": "2026-01-01"}, idempotency_key="airflow:d:t:r:-1", meta={"team": "data"})
+    request = DIALECT.submit(
+        SubmitRequest("export", {"day": "2026-01-01"}, idempotency_key="airflow:d:t:r:-1", meta={"team": "data"})
+    )
     assert (request.method, request.path, request.idempotent) == ("POST", "/api/v2/runs", True)
     assert request.headers == (("X-Team", "data-eng"),)
     assert request.json == {
@@ -202,10 +213,11 @@ def test_submit_and_batch_requests() -> None:
         "dedupe_key": "airflow:d:t:r:-1",
         "labels": {"team": "data"},
     }
-    assert DIALECT.submit("export").json == {"pipeline": "export", "args": {}}
-    assert not DIALECT.submit("export").idempotent
+    assert DIALECT.submit(SubmitRequest("export")).json == {"pipeline": "export", "args": {}}
+    assert not DIALECT.submit(SubmitRequest("export")).idempotent
     assert DIALECT.get_many(["a", "b/c"]).params == (("id", "a"), ("id", "b/c"))
-    assert DIALECT.list_jobs(limit=5).params == () and DIALECT.list_jobs(cursor="p2").params == (("page", "p2"),)
+    assert DIALECT.list_jobs(ListQuery(), page_size=5).params == ()
+    assert DIALECT.list_jobs(ListQuery(), cursor="p2").params == (("page", "p2"),)
     assert DIALECT.logs("r 1", 120).params == (("from", "120"),)
     assert (DIALECT.cancel("r-1").method, DIALECT.cancel("r-1").path) == ("DELETE", "/api/v2/runs/r-1")
 
@@ -253,8 +265,7 @@ def test_batch_listing_logs_and_results() -> None:
     assert DIALECT.parse_result(response(200, {"output": {"rows": 9}}), "r-17") == {"rows": 9}
     ray = DeclarativeDialect.from_options(doc_spec("ray"))
     assert ray.parse_result(response(200, {"logs": 'x\n{"rows": 9}\n'}), "j") == {"rows": 9}
-    whole = ray.parse_logs(response(200, {"logs": "a\nb\n"}))
-    assert (whole.offset, whole.next_offset, whole.complete) == (0, 4, False)
+    assert ray.parse_whole_log(response(200, {"logs": "a\nb\n"})) == "a\nb\n"
 
 
 def test_errors_use_the_spec_message_and_reattach_on_duplicates() -> None:
@@ -284,7 +295,9 @@ def test_listing_filters_applied_locally() -> None:
     job = Job(
         id="j", status=JobStatus.SUCCEEDED, raw_status="ok", type="export", created_at=pendulum.datetime(2026, 1, 2, tz="UTC")
     )
-    assert job_matches(job, ["succeeded"], "export", "2026-01-01T00:00:00Z")
-    assert not job_matches(job, ["FAILED"]) and not job_matches(job, job_type="import")
-    assert not job_matches(job, created_after="2026-01-03T00:00:00Z")
-    assert not job_matches(Job(id="u", status=None, raw_status="paused"), ["RUNNING"])
+    assert ListQuery(("succeeded",), "export", "2026-01-01T00:00:00Z").matches(job)
+    assert not ListQuery(("FAILED",)).matches(job) and not ListQuery(job_type="import").matches(job)
+    assert not ListQuery(created_after="2026-01-03T00:00:00Z").matches(job)
+    assert not ListQuery(("RUNNING",)).matches(Job(id="u", status=None, raw_status="paused"))
+    with pytest.raises(InvalidRequestError, match="created_after must be an ISO 8601 date-time, got 'yesterday'"):
+        ListQuery(created_after="yesterday")

@@ -13,7 +13,7 @@ import pendulum
 import pytest
 from tests.ray.local_job_types import LOCAL_JOB_TYPES_ON_RAY
 
-from jobservice_provider.core.dialects import FollowUp, RayDialect, get_dialect
+from jobservice_provider.core.dialects import BatchLookup, FollowUp, OffsetLogs, RayDialect, SubmitRequest, WholeLogs, get_dialect
 from jobservice_provider.core.dialects.ray import RESULT_KEY, TYPE_KEY, submission_id_for
 from jobservice_provider.core.errors import (
     ConfigurationError,
@@ -77,15 +77,17 @@ def test_registered_with_job_types_as_its_only_option() -> None:
     ]:
         with pytest.raises(ConfigurationError, match=message):
             get_dialect("ray", {"job_types": job_types})
-    assert (RAY.supports_batch_lookup, RAY.supports_log_offsets, RAY.supports_idempotent_submit) == (False, False, True)
+    assert isinstance(RAY, WholeLogs) and not isinstance(RAY, BatchLookup | OffsetLogs) and RAY.supports_idempotent_submit
 
 
 def test_entrypoint_submit_maps_key_meta_and_ray_options() -> None:
     request = RAY.submit(
-        "train",
-        {"entrypoint": "python train.py", "runtime_env": {"pip": ["x"]}, "entrypoint_num_cpus": 1, "result_from_logs": True},
-        idempotency_key="airflow:d:t:manual__2026-01-01T00:00:00+00:00:-1",
-        meta={"owner": "ml", "n": 3},
+        SubmitRequest(
+            "train",
+            {"entrypoint": "python train.py", "runtime_env": {"pip": ["x"]}, "entrypoint_num_cpus": 1, "result_from_logs": True},
+            idempotency_key="airflow:d:t:manual__2026-01-01T00:00:00+00:00:-1",
+            meta={"owner": "ml", "n": 3},
+        )
     )
     assert (request.method, request.path, request.idempotent) == ("POST", "/api/jobs/", True)
     assert request.json == {
@@ -95,19 +97,21 @@ def test_entrypoint_submit_maps_key_meta_and_ray_options() -> None:
         "entrypoint_num_cpus": 1,
         "metadata": {"owner": "ml", "n": "3", TYPE_KEY: "train", RESULT_KEY: "last_json_line"},
     }
-    assert "submission_id" not in RAY.submit("x", {"entrypoint": "true"}).json
-    assert not RAY.submit("x", {"entrypoint": "true"}).idempotent
+    assert "submission_id" not in RAY.submit(SubmitRequest("x", {"entrypoint": "true"})).json
+    assert not RAY.submit(SubmitRequest("x", {"entrypoint": "true"})).idempotent
 
 
 def test_argv_is_quoted_and_maps_env_and_cwd_whatever_the_job_type() -> None:
     body = RAY.submit(
-        "anything",
-        {
-            "argv": ["echo", "a b", "$HOME;rm -rf /"],
-            "env": {"K": "v"},
-            "cwd": "/tmp/my dir",
-            "runtime_env": {"env_vars": {"A": "1"}},
-        },
+        SubmitRequest(
+            "anything",
+            {
+                "argv": ["echo", "a b", "$HOME;rm -rf /"],
+                "env": {"K": "v"},
+                "cwd": "/tmp/my dir",
+                "runtime_env": {"env_vars": {"A": "1"}},
+            },
+        )
     ).json
     assert body["entrypoint"] == "cd '/tmp/my dir' && echo 'a b' '$HOME;rm -rf /'"
     assert body["runtime_env"] == {"env_vars": {"A": "1", "K": "v"}}
@@ -129,14 +133,14 @@ def test_argv_is_quoted_and_maps_env_and_cwd_whatever_the_job_type() -> None:
 )
 def test_bad_params_are_rejected_before_sending(job_type: str, params: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidRequestError, match=message):
-        RAY.submit(job_type, params)
+        RAY.submit(SubmitRequest(job_type, params))
 
 
 def test_timeout_and_reserved_meta_are_rejected() -> None:
     with pytest.raises(InvalidRequestError, match="timeout_s cannot be enforced"):
-        RAY.submit("x", {"entrypoint": "true"}, timeout_s=5)
+        RAY.submit(SubmitRequest("x", {"entrypoint": "true"}, timeout_s=5))
     with pytest.raises(InvalidRequestError, match="reserved"):
-        RAY.submit("x", {"entrypoint": "true"}, meta={"jobservice.type": "y"})
+        RAY.submit(SubmitRequest("x", {"entrypoint": "true"}, meta={"jobservice.type": "y"}))
 
 
 def run_entrypoint(entrypoint: str, link_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -153,14 +157,16 @@ def run_entrypoint(entrypoint: str, link_dir: Path) -> subprocess.CompletedProce
 
 def test_a_mapped_job_type_runs_its_program_with_the_params_as_json(tmp_path: Path) -> None:
     ray = get_dialect("ray", LOCAL_JOB_TYPES_ON_RAY)
-    body = ray.submit("sleep", {"seconds": 0.01, "steps": 2, "result": {"a": "it's"}, "runtime_env": {"pip": ["x"]}}).json
+    body = ray.submit(
+        SubmitRequest("sleep", {"seconds": 0.01, "steps": 2, "result": {"a": "it's"}, "runtime_env": {"pip": ["x"]}})
+    ).json
     assert body["metadata"] == {TYPE_KEY: "sleep", RESULT_KEY: "last_json_line"}
     assert body["runtime_env"] == {"pip": ["x"]}  # Ray's own options still pass through
     done = run_entrypoint(body["entrypoint"], tmp_path)
     assert done.returncode == 0 and done.stdout.splitlines() == ["step 1/2", "step 2/2", '{"a": "it\'s"}'], done
-    failed = run_entrypoint(ray.submit("sleep", {"seconds": 0, "fail": "disk full"}).json["entrypoint"], tmp_path)
+    failed = run_entrypoint(ray.submit(SubmitRequest("sleep", {"seconds": 0, "fail": "disk full"})).json["entrypoint"], tmp_path)
     assert failed.returncode == 1 and "disk full" in failed.stderr
-    plain = get_dialect("ray", {"job_types": {"echo": {"argv": ["echo"]}}}).submit("echo", {"x": 1}).json
+    plain = get_dialect("ray", {"job_types": {"echo": {"argv": ["echo"]}}}).submit(SubmitRequest("echo", {"x": 1})).json
     assert plain["entrypoint"] == "echo '{\"x\":1}'" and RESULT_KEY not in plain["metadata"]
 
 
@@ -260,8 +266,7 @@ def test_result_is_the_last_json_log_line_or_a_summary() -> None:
 
 
 def test_logs_listing_and_health() -> None:
-    chunk = RAY.parse_logs(response(200, {"logs": "é\nline\n"}))
-    assert (chunk.data, chunk.offset, chunk.next_offset, chunk.complete) == ("é\nline\n", 0, 8, False)
+    assert RAY.parse_whole_log(response(200, {"logs": "é\nline\n"})) == "é\nline\n"
     driver = {"type": "DRIVER", "job_id": "01000000", "submission_id": None, "status": "SUCCEEDED"}
     page = RAY.parse_page(response(200, [SUCCEEDED, driver]))
     assert [j.id for j in page.jobs] == ["raysubmit_R2BQLtXuVdSAkQyu"] and page.next_cursor is None

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from jobservice_local.service import utf8_complete_length
 from jobservice_provider.core.dialects import LogChunk, slice_log
 from jobservice_provider.core.errors import TransientError
 from jobservice_provider.core.logs import FollowStep, LogFollower
-from jobservice_local.service import utf8_complete_length
 
 KiB = 1024
 DIALECTS_DOC = Path(__file__).resolve().parents[2] / "docs" / "dialects.md"
@@ -276,16 +276,15 @@ def test_the_whole_log_text_is_sliced_by_the_bytes_of_its_utf8_encoding() -> Non
 
     text = "é \udcff\n"  # a lone surrogate: Ray's JSON may carry one (surrogateescape)
     body = json.dumps({"logs": text}).encode()
-    whole = RayDialect().parse_logs(HttpResponse(status=200, headers={}, body=body, url=""))
+    whole = slice_log(RayDialect().parse_whole_log(HttpResponse(status=200, headers={}, body=body, url="")), 0, complete=False)
     assert whole == LogChunk("é \ufffd\n", 0, 7, False)  # shown as U+FFFD, counted as its 3 bytes
-    assert slice_log(text, 0, complete=False) == whole
     assert slice_log(text, 3, complete=True) == LogChunk("\ufffd\n", 3, 7, True)
     assert slice_log(text, 1, complete=False).offset == 2  # inside "é": the next character
     assert slice_log(text, 99, complete=True) == LogChunk("", 7, 7, True)  # never past the end
     # The declarative dialect's whole-log spelling of Ray (docs/dialects.md) agrees.
     ray_spec = json.loads(re.search(r"<!-- spec:ray -->\s*```json\n(.*?)\n```", DIALECTS_DOC.read_text(), re.S)[1])
     declarative = DeclarativeDialect.from_options(ray_spec)
-    assert declarative.parse_logs(HttpResponse(status=200, headers={}, body=body, url="")) == whole
+    assert declarative.parse_whole_log(HttpResponse(status=200, headers={}, body=body, url="")) == text
 
 
 # -- the pure step ------------------------------------------------------------------------------

@@ -156,7 +156,7 @@ def test_config_from_connection_fields() -> None:
         ({"extra": {"verify_ssl": False}}, "unknown extra 'verify_ssl'"),
         ({"extra": {"request_timeout": "fast"}}, "'request_timeout' must be int or float"),
         ({"extra": {"verify_tls": "yes"}}, "'verify_tls' must be bool"),
-        ({"extra": {"dialect": "soap"}}, "'dialect' must be one of native"),
+        ({"extra": {"dialect": "soap"}}, "extra 'dialect': unknown dialect 'soap'; installed dialects: native, ray, declarative"),
         ({"extra": "{not json"}, "extra is not valid JSON"),
         ({"extra": {"extra_headers": {"Authorization": "x"}}}, "password field"),
     ],

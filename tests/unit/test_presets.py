@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from jobservice_provider.core.config import ServiceConfig
-from jobservice_provider.core.dialects import DeclarativeDialect, get_dialect
+from jobservice_provider.core.dialects import BatchLookup, DeclarativeDialect, SubmitRequest, get_dialect
 from jobservice_provider.core.errors import ConfigurationError
 from jobservice_provider.core.http import HttpResponse
 from jobservice_provider.core.status import JobStatus
@@ -67,9 +67,9 @@ def test_overrides_merge_over_the_preset_and_null_removes() -> None:
     assert isinstance(dialect, DeclarativeDialect)
     assert dialect.spec.status_map["PAUSED"] is JobStatus.QUEUED
     assert dialect.spec.status_map["COMPLETED"] is JobStatus.SUCCEEDED  # the rest of the preset's map stays
-    assert not dialect.supports_batch_lookup and "get_many" not in dialect.spec.operations
+    assert not isinstance(dialect, BatchLookup) and "get_many" not in dialect.spec.operations
     assert not dialect.supports_idempotent_submit
-    request = dialect.submit("dep-1", {"x": 1}, idempotency_key="k")
+    request = dialect.submit(SubmitRequest("dep-1", {"x": 1}, idempotency_key="k"))
     assert request.path == "/deployments/dep-1/create_flow_run" and ("X-Team", "data-eng") in request.headers
     assert request.json == {"parameters": {"x": 1}, "idempotency_key": "k"}
     assert merge({"a": {"b": 1, "c": 2}, "d": [1]}, {"a": {"c": None, "e": 3}, "d": [2]}) == {"a": {"b": 1, "e": 3}, "d": [2]}

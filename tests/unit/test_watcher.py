@@ -27,9 +27,8 @@ class FakeBatchClient:
     :param fail_with: raised by every batch (or by the batches ``fail_when`` picks).
     """
 
-    class dialect:
-        max_batch = 100
-        supports_watch = False
+    max_batch = 100
+    max_watch = 0  # no watch
 
     def __init__(self, fail_with: BaseException | None = None, fail_when: Callable[[list[str]], bool] | None = None) -> None:
         self.batches: list[list[str]] = []
@@ -195,10 +194,7 @@ async def test_one_watcher_per_service_per_loop_closed_after_the_last_user() -> 
 class FakeWatchClient(FakeBatchClient):
     """Also watches: each watch request takes the next answer (or error) the test queues."""
 
-    class dialect:
-        max_batch = 100
-        max_watch = 10_000
-        supports_watch = True
+    max_watch = 10_000
 
     def __init__(self) -> None:
         super().__init__()

@@ -15,8 +15,19 @@ from typing import Any
 import aiohttp
 
 from jobservice_provider.core.config import ServiceConfig
-from jobservice_provider.core.dialects import Dialect, FollowUp, LogChunk, get_dialect, slice_log
-from jobservice_provider.core.dialects.base import job_matches
+from jobservice_provider.core.dialects import (
+    BatchLookup,
+    Dialect,
+    FollowUp,
+    ListQuery,
+    LogChunk,
+    OffsetLogs,
+    SubmitRequest,
+    Watch,
+    WholeLogs,
+    get_dialect,
+    slice_log,
+)
 from jobservice_provider.core.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -33,8 +44,10 @@ from jobservice_provider.core.status import TERMINAL
 
 log = logging.getLogger(__name__)
 
-# Single lookups in flight at once when a dialect has no batch call.
+# Single lookups in flight at once when a dialect has no batch call, and how many ids the
+# watcher hands one get_jobs call then.
 LOOKUP_CONCURRENCY = 8
+LOOKUPS_PER_CALL = 100
 # What a 401/403 asks the user to check, per auth_type ({conn_id} is filled in by the error).
 AUTH_HINTS = {
     "bearer": "auth_type 'bearer': check the API token (password) of connection {conn_id!r} and what it may do",
@@ -65,9 +78,24 @@ class JobServiceClient:
     ) -> None:
         self.config = config
         self.dialect: Dialect = get_dialect(config.dialect, config.dialect_options)
+        # The optional capabilities, checked once: None where the dialect lacks one.
+        self.batch_lookup: BatchLookup | None = self.dialect if isinstance(self.dialect, BatchLookup) else None
+        self.job_watch: Watch | None = self.dialect if isinstance(self.dialect, Watch) else None
+        self.offset_logs: OffsetLogs | None = self.dialect if isinstance(self.dialect, OffsetLogs) else None
+        self.whole_logs: WholeLogs | None = self.dialect if isinstance(self.dialect, WholeLogs) else None
         self._session = session
         self._owns_session = session is None
         self._connection_limit = connection_limit
+
+    @property
+    def max_batch(self) -> int:
+        """Job ids one :meth:`get_jobs` call should take (one request with a batch lookup)."""
+        return self.batch_lookup.max_batch if self.batch_lookup is not None else LOOKUPS_PER_CALL
+
+    @property
+    def max_watch(self) -> int:
+        """Job ids one :meth:`watch` may list; 0 when the dialect cannot watch."""
+        return self.job_watch.max_watch if self.job_watch is not None else 0
 
     async def __aenter__(self) -> JobServiceClient:
         return self
@@ -155,31 +183,22 @@ class JobServiceClient:
         return answer
 
     # -- the generic operations ------------------------------------------------------------
-    async def submit(
-        self,
-        job_type: str,
-        params: dict[str, Any] | None = None,
-        *,
-        idempotency_key: str | None = None,
-        meta: dict[str, Any] | None = None,
-        timeout_s: float | None = None,
-    ) -> Job:
-        request = self.dialect.submit(job_type, params, idempotency_key=idempotency_key, meta=meta, timeout_s=timeout_s)
-        response = await self._exchange(request)
+    async def submit(self, job: SubmitRequest) -> Job:
+        response = await self._exchange(self.dialect.submit(job))
         if 200 <= response.status < 300:
-            job: Job = await self._follow(self.dialect.parse_submit(response))
-            return job
-        existing = self.dialect.reattach(response, idempotency_key) if idempotency_key else None
+            created: Job = await self._follow(self.dialect.parse_submit(response))
+            return created
+        key = job.idempotency_key
+        existing = self.dialect.reattach(response, key) if key else None
         if existing is None:
             raise self._error_for(response)
-        log.info("A job with idempotency key %s already exists; reattaching to it", idempotency_key)
-        job = await self._follow(existing)
-        return job
+        log.info("A job with idempotency key %s already exists; reattaching to it", key)
+        found: Job = await self._follow(existing)
+        return found
 
-    async def get_job(self, job_id: str, *, wait_s: float | None = None, seen: int | None = None) -> Job:
-        request = self.dialect.get(job_id, wait_s=wait_s, seen=seen)
-        timeout = self.config.request_timeout + (wait_s or 0)
-        return same_job(job_id, self.dialect.parse_job(await self.send(request, job_id=job_id, timeout=timeout)), "lookup")
+    async def get_job(self, job_id: str) -> Job:
+        response = await self.send(self.dialect.get(job_id), job_id=job_id)
+        return same_job(job_id, self.dialect.parse_job(response), "lookup")
 
     async def get_jobs(self, job_ids: Sequence[str]) -> tuple[list[Job], list[str]]:
         """Look up many jobs, in batches the dialect allows; returns (found, missing ids).
@@ -193,11 +212,12 @@ class JobServiceClient:
         found: list[Job] = []
         missing: list[str] = []
         unique = list(dict.fromkeys(job_ids))
-        if not self.dialect.supports_batch_lookup:
+        batch = self.batch_lookup
+        if batch is None:
             return await self._get_jobs_singly(unique)
-        for start in range(0, len(unique), self.dialect.max_batch):
-            chunk = unique[start : start + self.dialect.max_batch]
-            jobs, absent = self.dialect.parse_many(await self.send(self.dialect.get_many(chunk)), chunk)
+        for start in range(0, len(unique), batch.max_batch):
+            chunk = unique[start : start + batch.max_batch]
+            jobs, absent = batch.parse_many(await self.send(batch.get_many(chunk)), chunk)
             asked = set(chunk)
             ours = [job for job in jobs if job.id in asked]
             others = [job.id for job in jobs if job.id not in asked]
@@ -216,9 +236,12 @@ class JobServiceClient:
 
     async def watch(self, seen: Mapping[str, int], wait_s: float) -> tuple[list[Job], list[str]]:
         """The jobs whose version differs from ``seen`` and the ids gone, once there are any, or
-        empty lists after ``wait_s`` seconds. Only for dialects with ``supports_watch``."""
-        response = await self.send(self.dialect.watch(seen, wait_s), timeout=self.config.request_timeout + wait_s)
-        return self.dialect.parse_watch(response)
+        empty lists after ``wait_s`` seconds. Only for dialects with the :class:`Watch` capability."""
+        feed = self.job_watch
+        if feed is None:
+            raise ConfigurationError(f"the {self.dialect.name} dialect cannot watch jobs")
+        response = await self.send(feed.watch(seen, wait_s), timeout=self.config.request_timeout + wait_s)
+        return feed.parse_watch(response)
 
     async def _get_jobs_singly(self, job_ids: Sequence[str]) -> tuple[list[Job], list[str]]:
         limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)
@@ -234,25 +257,20 @@ class JobServiceClient:
         missing = [job_id for job_id, job in zip(job_ids, jobs, strict=True) if job is None]
         return [job for job in jobs if job is not None], missing
 
-    async def list_jobs(
-        self,
-        *,
-        status: Sequence[str] | None = None,
-        job_type: str | None = None,
-        created_after: str | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[Job]:
-        """Every job matching the filters, following pagination; ``limit`` caps the total."""
+    async def list_jobs(self, query: ListQuery) -> AsyncIterator[Job]:
+        """Every job matching the query, following pagination; ``query.limit`` caps the total.
+
+        Each job is checked against the query here too: a service that filters less than asked
+        (or not at all) lists the same jobs as one that filters everything.
+        """
         cursor: str | None = None
         yielded = 0
+        limit = query.limit
         while True:
             page_size = min(limit - yielded, 1000) if limit else None
-            request = self.dialect.list_jobs(
-                status=status, job_type=job_type, created_after=created_after, limit=page_size, cursor=cursor
-            )
-            page = self.dialect.parse_page(await self.send(request))
+            page = self.dialect.parse_page(await self.send(self.dialect.list_jobs(query, page_size=page_size, cursor=cursor)))
             for job in page.jobs:
-                if not self.dialect.supports_list_filters and not job_matches(job, status, job_type, created_after):
+                if not query.matches(job):
                     continue
                 yield job
                 yielded += 1
@@ -278,13 +296,13 @@ class JobServiceClient:
         the whole log (Ray) gets its offsets emulated here; its status is read first, so a
         log fetched after a terminal status is known to be complete.
         """
-        if not self.dialect.supports_logs:
+        if self.offset_logs is not None:
+            return self.offset_logs.parse_logs(await self.send(self.offset_logs.logs(job_id, offset), job_id=job_id))
+        if self.whole_logs is None:
             return LogChunk("", offset, offset, True)
-        if self.dialect.supports_log_offsets:
-            return self.dialect.parse_logs(await self.send(self.dialect.logs(job_id, offset), job_id=job_id))
         ended = (await self.get_job(job_id)).status in TERMINAL
-        whole = self.dialect.parse_logs(await self.send(self.dialect.logs(job_id, 0), job_id=job_id))
-        return slice_log(whole.data, offset, complete=ended)
+        whole = self.whole_logs.parse_whole_log(await self.send(self.whole_logs.whole_log(job_id), job_id=job_id))
+        return slice_log(whole, offset, complete=ended)
 
     async def health(self) -> dict[str, Any]:
         return self.dialect.parse_health(await self.send(self.dialect.health()))

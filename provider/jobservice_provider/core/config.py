@@ -13,6 +13,7 @@ import os
 import re
 import ssl
 from collections.abc import Mapping
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
@@ -25,13 +26,19 @@ DEFAULT_TRANSIENT_ERROR_BUDGET = 600.0
 # Large enough for any result the operator's max_result_bytes lets through by default (1 MiB)
 # many times over; a bigger answer is more likely a mistake than data.
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+# The built-in dialects; packages add theirs under this entry point group (see core/dialects).
 DIALECTS = ("native", "ray", "declarative")
+DIALECT_ENTRY_POINT_GROUP = "jobservice_provider.dialects"
 # How the connection's secret reaches the service; see ServiceConfig.auth_headers.
 AUTH_TYPES = ("bearer", "basic", "header", "none")
 
 # extra key -> (python type(s) accepted, description); the single list of allowed extras.
 KNOWN_EXTRAS: dict[str, tuple[tuple[type, ...], str]] = {
-    "dialect": ((str,), "how to speak to the service; one of " + ", ".join(DIALECTS)),
+    "dialect": (
+        (str,),
+        "how to speak to the service: " + ", ".join(DIALECTS) + f" or a dialect installed under the entry point group "
+        f"{DIALECT_ENTRY_POINT_GROUP}",
+    ),
     "dialect_options": ((dict, str), "the dialect's configuration object (the declarative dialect's spec); see docs/dialects.md"),
     "auth_type": (
         (str,),
@@ -146,8 +153,6 @@ class ServiceConfig:
                 wanted = " or ".join(t.__name__ for t in types)
                 raise ConfigurationError(f"{where}: extra {key!r} must be {wanted}, got {type(value).__name__} {value!r}")
             kwargs[key] = value
-        if "dialect" in kwargs and kwargs["dialect"] not in DIALECTS:
-            raise ConfigurationError(f"{where}: extra 'dialect' must be one of {', '.join(DIALECTS)}, got {kwargs['dialect']!r}")
         if "request_timeout" in kwargs and not kwargs["request_timeout"] > 0:
             raise ConfigurationError(f"{where}: extra 'request_timeout' must be > 0, got {kwargs['request_timeout']!r}")
         if "poll_interval" in kwargs and not kwargs["poll_interval"] >= MIN_POLL_INTERVAL:
@@ -371,14 +376,34 @@ def _dialect_options(dialect: str, options: dict[str, Any] | str | None, where: 
         if not isinstance(options, dict):
             raise ConfigurationError(f"{where}: extra 'dialect_options' must be a JSON object")
     # Imported here: get_provider_info() reads this module, and Airflow calls it in every CLI command.
-    from jobservice_provider.core.dialects import get_dialect
+    from jobservice_provider.core.dialects import dialect_class, get_dialect
 
+    try:
+        dialect_class(dialect)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{where}: extra 'dialect': {exc.message}") from None
     text = json.dumps(options, sort_keys=True) if options else ""
     try:
         get_dialect(dialect, text)
     except ConfigurationError as exc:
         raise ConfigurationError(f"{where}: extra 'dialect_options' (dialect {dialect!r}): {exc.message}") from None
     return text
+
+
+def installed_dialects() -> dict[str, EntryPoint]:
+    """The dialects other packages register under :data:`DIALECT_ENTRY_POINT_GROUP`, by name
+    (read from the installed metadata on every call, so a package installed later is found).
+    A name of a built-in dialect is skipped: the built-in one always wins."""
+    found: dict[str, EntryPoint] = {}
+    for entry_point in entry_points(group=DIALECT_ENTRY_POINT_GROUP):
+        if entry_point.name not in DIALECTS:
+            found.setdefault(entry_point.name, entry_point)
+    return found
+
+
+def dialect_names() -> list[str]:
+    """Every name the ``dialect`` extra may take: the built-in dialects, then the installed ones."""
+    return [*DIALECTS, *sorted(installed_dialects())]
 
 
 def _parse_extra(extra: Mapping[str, Any] | str | None, where: str) -> dict[str, Any]:

@@ -61,7 +61,12 @@ class BatchClient(Protocol):
     """What the watcher needs of a client (the core client, or a fake in unit tests)."""
 
     @property
-    def dialect(self) -> Any: ...
+    def max_batch(self) -> int: ...
+
+    @property
+    def max_watch(self) -> int:
+        """0 when the service cannot watch."""
+        ...
 
     async def get_jobs(self, job_ids: Sequence[str]) -> tuple[list[Job], list[str]]: ...
 
@@ -139,7 +144,7 @@ class Watcher:
             session = await self._resources.enter_async_context(shared_session(self.config))
             self.client = JobServiceClient(self.config, session=session)
         self._start(self.poller.run, "poller")
-        if getattr(self.client.dialect, "supports_watch", False):
+        if self.client.max_watch > 0:
             self.feed = WatchFeed(self)
             self._start(self.feed.run, "watch")
 
@@ -274,7 +279,7 @@ class BatchPoller:
             due = [check for check in taken if not check.token.cancelled()]
             if len(due) < len(taken):  # their waiters gave up: nobody to ask for
                 schedule.close([check for check in taken if check.token.cancelled()])
-            max_batch = watcher.client.dialect.max_batch
+            max_batch = watcher.client.max_batch
             for start in range(0, len(due), max_batch):
                 batch = due[start : start + max_batch]
                 watcher._start(functools.partial(self.answer, batch), "batch lookup", serving=batch)
@@ -324,7 +329,7 @@ class WatchFeed:
     async def run(self) -> None:
         watcher = self.watcher
         schedule = watcher.schedule
-        limit = watcher.client.dialect.max_watch
+        limit = watcher.client.max_watch
         while True:
             seen = schedule.watch_list(limit)
             if not seen:

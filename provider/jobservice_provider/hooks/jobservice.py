@@ -15,7 +15,7 @@ from asgiref.sync import async_to_sync
 from jobservice_provider._compat import amask_secret, mask_secret
 from jobservice_provider.core.client import JobServiceClient
 from jobservice_provider.core.config import ServiceConfig
-from jobservice_provider.core.dialects import LogChunk, get_dialect
+from jobservice_provider.core.dialects import ListQuery, LogChunk, SubmitRequest, get_dialect
 from jobservice_provider.core.errors import JobNotFoundError, JobServiceError, MalformedResponseError, PermanentError
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.policy import RetryPolicy
@@ -172,40 +172,21 @@ class JobServiceHook(BaseHook):
     # Every read and cancel is retried on transient errors within the connection's
     # transient_error_budget and, when given, never past ``deadline`` (epoch seconds: the
     # task's Airflow timeout). A submit is retried only with a key the service honours.
-    def submit(
-        self,
-        job_type: str,
-        params: dict[str, Any] | None = None,
-        *,
-        idempotency_key: str | None = None,
-        meta: dict[str, Any] | None = None,
-        timeout_s: float | None = None,
-        deadline: float | None = None,
-    ) -> Job:
+    def submit(self, job: SubmitRequest, *, deadline: float | None = None) -> Job:
         """Submit a job; with an ``idempotency_key`` a repeat returns the same job.
 
         The submit is retried on transient errors only when it carries a key the service
         honours; otherwise it is sent exactly once, since a lost answer may hide a created job.
         """
-        return self._call(lambda c: self._submit(c, job_type, params, idempotency_key, meta, timeout_s, deadline))
+        return self._call(lambda c: self._submit(c, job, deadline))
 
-    async def _submit(
-        self,
-        client: JobServiceClient,
-        job_type: str,
-        params: dict[str, Any] | None,
-        idempotency_key: str | None,
-        meta: dict[str, Any] | None,
-        timeout_s: float | None,
-        deadline: float | None,
-    ) -> Job:
-        def send() -> Awaitable[Job]:
-            return client.submit(job_type, params, idempotency_key=idempotency_key, meta=meta, timeout_s=timeout_s)
-
-        if idempotency_key and client.dialect.supports_idempotent_submit:
+    async def _submit(self, client: JobServiceClient, job: SubmitRequest, deadline: float | None) -> Job:
+        if job.idempotency_key and client.dialect.supports_idempotent_submit:
             retry = RetryPolicy(budget=client.config.transient_error_budget)
-            return await retry_transient(send, retry, what=f"Submit {job_type} job", deadline=deadline, outage=self.outage)
-        return await send()
+            return await retry_transient(
+                lambda: client.submit(job), retry, what=f"Submit {job.job_type} job", deadline=deadline, outage=self.outage
+            )
+        return await client.submit(job)
 
     def get_job(self, job_id: str, *, deadline: float | None = None) -> Job:
         return self._call(lambda c: c.get_job(job_id), retry=f"Get job {job_id}", deadline=deadline)
@@ -214,25 +195,15 @@ class JobServiceHook(BaseHook):
         """Look up many jobs at once (batched); raises :class:`JobNotFoundError` naming any unknown ids."""
         return self._call(lambda c: _all_found(c, job_ids), retry="Get jobs", deadline=deadline)
 
-    def list_jobs(
-        self,
-        status: Sequence[str] | None = None,
-        job_type: str | None = None,
-        created_after: str | None = None,
-        limit: int | None = None,
-        *,
-        deadline: float | None = None,
-    ) -> Iterator[Job]:
-        """Jobs matching the filters, across all pages (``limit`` caps the total).
+    def list_jobs(self, query: ListQuery | None = None, *, deadline: float | None = None) -> Iterator[Job]:
+        """Jobs matching ``query`` (default: every job), across all pages (``query.limit`` caps the total).
 
         A transient failure on any page restarts the listing (within the budget), so the
         jobs returned are one consistent walk, never a page twice.
         """
 
         async def collect(client: JobServiceClient) -> list[Job]:
-            return [
-                job async for job in client.list_jobs(status=status, job_type=job_type, created_after=created_after, limit=limit)
-            ]
+            return [job async for job in client.list_jobs(query or ListQuery())]
 
         return iter(self._call(collect, retry="List jobs", deadline=deadline))
 
@@ -276,17 +247,8 @@ class JobServiceHook(BaseHook):
         return RetryPolicy(budget=client.config.transient_error_budget)
 
     # -- async face (triggerer) ------------------------------------------------------------
-    async def asubmit(
-        self,
-        job_type: str,
-        params: dict[str, Any] | None = None,
-        *,
-        idempotency_key: str | None = None,
-        meta: dict[str, Any] | None = None,
-        timeout_s: float | None = None,
-        deadline: float | None = None,
-    ) -> Job:
-        return await self._acall(lambda c: self._submit(c, job_type, params, idempotency_key, meta, timeout_s, deadline))
+    async def asubmit(self, job: SubmitRequest, *, deadline: float | None = None) -> Job:
+        return await self._acall(lambda c: self._submit(c, job, deadline))
 
     async def aget_job(self, job_id: str, *, deadline: float | None = None) -> Job:
         return await self._acall(lambda c: c.get_job(job_id), retry=f"Get job {job_id}", deadline=deadline)

@@ -25,6 +25,7 @@ from jobservice_provider._task import (
     remaining,
     stale_seconds,
 )
+from jobservice_provider.core.dialects import ListQuery, SubmitRequest
 from jobservice_provider.core.errors import (
     ConflictError,
     InvalidRequestError,
@@ -201,14 +202,10 @@ class SubmitAndWaitOperator(BaseOperator):
     def _submit(self, key: str) -> Job:
         """Submit this task's job under ``key`` (as sent: shortened if long)."""
         try:
-            return self.hook.submit(
-                self.job_type,
-                self.job_params,
-                idempotency_key=key,
-                meta=self.meta or None,
-                timeout_s=self.timeout_s,
-                deadline=self._deadline,
+            job = SubmitRequest(
+                self.job_type, self.job_params, idempotency_key=key, meta=self.meta or None, timeout_s=self.timeout_s
             )
+            return self.hook.submit(job, deadline=self._deadline)
         except InvalidRequestError as exc:
             if str(exc.problem.get("header", "")).lower() == "idempotency-key":
                 detail = exc.problem.get("detail") or exc.message
@@ -304,11 +301,12 @@ class SubmitAndWaitOperator(BaseOperator):
             live = [
                 job
                 for job in self.hook.list_jobs(
-                    status=[JobStatus.QUEUED.value, JobStatus.RUNNING.value], job_type=self.job_type, deadline=self._deadline
+                    ListQuery(status=(JobStatus.QUEUED.value, JobStatus.RUNNING.value), job_type=self.job_type),
+                    deadline=self._deadline,
                 )
                 if job.key in keys and job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
             ]
-        except (JobServiceError, NotImplementedError) as exc:
+        except JobServiceError as exc:
             self.log.warning("Could not look for a live job of an earlier try (%s); submitting a new one", exc)
             return None
         if not live:

@@ -1,7 +1,7 @@
 """The dialect interface, and the pure pieces every dialect shares.
 
-A dialect turns the generic job operations (submit, get, get many, list, cancel,
-result, logs, health) into :class:`HttpRequest` values and reads the
+A dialect turns the generic job operations (submit, get, list, cancel, result, health,
+and the optional capabilities: batch lookup, watch, logs) into :class:`HttpRequest` values and reads the
 :class:`HttpResponse` values that come back. It never does I/O: the core client
 sends what a dialect builds. When an answer needs a second request (Ray's submit
 returns only an id; its result lives in the log), the parser returns a
@@ -17,8 +17,9 @@ import json
 import math
 import re
 import time
+import typing
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pendulum
@@ -42,6 +43,76 @@ from jobservice_provider.core.status import JobStatus
 T = TypeVar("T")
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429}) | frozenset(range(500, 600))
+
+
+@dataclasses.dataclass(frozen=True)
+class SubmitRequest:
+    """One job to submit, as every layer passes it (hook → client → dialect).
+
+    :param job_type: what kind of job (the service's name for it).
+    :param params: the job's input.
+    :param idempotency_key: a repeated submit with the same key yields the same job, where the
+        service honours keys (a dialect with ``supports_idempotent_submit``).
+    :param meta: labels stored with the job.
+    :param timeout_s: a run-time limit the service enforces, where it can.
+    """
+
+    job_type: str
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    idempotency_key: str | None = None
+    meta: Mapping[str, Any] | None = None
+    timeout_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.job_type, str) or not self.job_type:
+            raise InvalidRequestError(f"job_type must be a non-empty string, got {self.job_type!r}")
+        if not isinstance(self.params, Mapping):
+            raise InvalidRequestError(f"params must be an object, got {type(self.params).__name__}")
+        if self.meta is not None and not isinstance(self.meta, Mapping):
+            raise InvalidRequestError(f"meta must be an object, got {type(self.meta).__name__}")
+        if self.idempotency_key is not None and (not isinstance(self.idempotency_key, str) or not self.idempotency_key):
+            raise InvalidRequestError(f"idempotency_key must be a non-empty string, got {self.idempotency_key!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ListQuery:
+    """Which jobs a listing asks for. ``status`` uses our status names; ``limit`` caps the total.
+
+    A dialect sends what its service can filter on; the client checks every listed job with
+    :meth:`matches` as well, so a service that filters less (or not at all) lists the same jobs.
+    """
+
+    status: tuple[str, ...] = ()
+    job_type: str | None = None
+    created_after: str | None = None
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.status, str):  # one status given as a string, not a list of letters
+            object.__setattr__(self, "status", (self.status,))
+        object.__setattr__(self, "status", tuple(s.upper() for s in self.status))
+        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1):
+            raise InvalidRequestError(f"limit must be a positive integer, got {self.limit!r}")
+        if self.created_after is not None:
+            try:
+                after = pendulum.parse(self.created_after) if isinstance(self.created_after, str) else None
+            except Exception:  # pendulum raises its own ParserError (a ValueError) and others
+                after = None
+            if not isinstance(after, pendulum.DateTime):
+                raise InvalidRequestError(f"created_after must be an ISO 8601 date-time, got {self.created_after!r}")
+
+    def matches(self, job: Job) -> bool:
+        """Whether ``job`` passes the filters; a job whose status is unknown matches no ``status``,
+        one without a creation time no ``created_after``."""
+        if self.status and (job.status is None or job.status.value not in self.status):
+            return False
+        if self.job_type and job.type != self.job_type:
+            return False
+        if self.created_after:
+            after = pendulum.parse(self.created_after)
+            if job.created_at is None or not isinstance(after, pendulum.DateTime) or not job.created_at > after:
+                return False
+        return True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,22 +157,20 @@ class FollowUp(Generic[T]):
 class Dialect(abc.ABC):
     """How one kind of job service is spoken to: pure request builders and response parsers.
 
-    Capability flags tell the client what the service can do; where it cannot, the
-    client makes up for it (single lookups instead of a batch, log offsets computed
-    from the whole log, listing filters applied locally).
+    Every dialect submits, looks up, lists, cancels and fetches results. What only some services
+    can do is an optional capability: a dialect that has one also implements its protocol
+    (:class:`BatchLookup`, :class:`Watch`, :class:`OffsetLogs` or :class:`WholeLogs`), and the
+    client checks for it; where a dialect has none, the client makes up for it (single lookups
+    instead of a batch, offsets counted over the whole log, no log at all).
+
+    A dialect of another package is registered under the entry point group
+    ``jobservice_provider.dialects`` (name = the connection's ``dialect`` extra, value = the class).
     """
 
     name: str = ""
-    supports_batch_lookup: bool = False  # get_many exists
-    supports_long_poll: bool = False  # get(wait_s=, seen=) blocks until the job changes
-    supports_watch: bool = False  # watch(seen, wait_s) blocks until any of many jobs changes
-    supports_idempotent_submit: bool = False  # a repeated submit with the same key yields the same job
-    supports_logs: bool = False  # logs exist at all
-    supports_log_offsets: bool = False  # logs can be read from an offset (else the whole log every time)
-    supports_progress: bool = False  # job records carry progress
-    supports_list_filters: bool = False  # list_jobs filters by status/type/creation on the service
-    max_batch: int = 100
-    max_watch: int = 0  # job ids one watch request may list
+    # A repeated submit with the same idempotency key yields the same job: a submit may then be
+    # retried after a transient error (otherwise it is sent once: a lost answer may hide a job).
+    supports_idempotent_submit: bool = False
     # The service's status spelling -> ours; anything else is unknown (status None: keep waiting).
     status_map: Mapping[str, JobStatus] = {}
 
@@ -117,15 +186,7 @@ class Dialect(abc.ABC):
 
     # -- submit -----------------------------------------------------------------------------
     @abc.abstractmethod
-    def submit(
-        self,
-        job_type: str,
-        params: dict[str, Any] | None = None,
-        *,
-        idempotency_key: str | None = None,
-        meta: dict[str, Any] | None = None,
-        timeout_s: float | None = None,
-    ) -> HttpRequest: ...
+    def submit(self, job: SubmitRequest) -> HttpRequest: ...
 
     def parse_submit(self, response: HttpResponse) -> Job | FollowUp[Job]:
         return self.parse_job(response)
@@ -136,41 +197,19 @@ class Dialect(abc.ABC):
 
     # -- lookups ----------------------------------------------------------------------------
     @abc.abstractmethod
-    def get(self, job_id: str, *, wait_s: float | None = None, seen: int | None = None) -> HttpRequest: ...
+    def get(self, job_id: str) -> HttpRequest: ...
 
     @abc.abstractmethod
     def parse_job(self, response: HttpResponse) -> Job: ...
 
-    def get_many(self, job_ids: Sequence[str]) -> HttpRequest:
-        """A batch lookup of up to ``max_batch`` ids."""
-        raise NotImplementedError(f"the {self.name} dialect has no batch lookup")
-
-    def parse_many(self, response: HttpResponse, job_ids: Sequence[str] = ()) -> tuple[list[Job], list[str]]:
-        raise NotImplementedError(f"the {self.name} dialect has no batch lookup")
-
-    def watch(self, seen: Mapping[str, int], wait_s: float) -> HttpRequest:
-        """A request answered once any job's version differs from ``seen`` (or after ``wait_s``)."""
-        raise NotImplementedError(f"the {self.name} dialect has no watch")
-
-    def parse_watch(self, response: HttpResponse) -> tuple[list[Job], list[str]]:
-        """The changed jobs and the ids that no longer exist."""
-        raise NotImplementedError(f"the {self.name} dialect has no watch")
-
     @abc.abstractmethod
-    def list_jobs(
-        self,
-        *,
-        status: Sequence[str] | None = None,
-        job_type: str | None = None,
-        created_after: str | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
-    ) -> HttpRequest: ...
+    def list_jobs(self, query: ListQuery, *, page_size: int | None = None, cursor: str | None = None) -> HttpRequest:
+        """One page of the listing: the filters the service can apply, at most ``page_size`` jobs, from ``cursor``."""
 
     @abc.abstractmethod
     def parse_page(self, response: HttpResponse) -> Page: ...
 
-    # -- cancel, result, logs, health -------------------------------------------------------
+    # -- cancel, result, health -------------------------------------------------------------
     @abc.abstractmethod
     def cancel(self, job_id: str) -> HttpRequest: ...
 
@@ -183,13 +222,6 @@ class Dialect(abc.ABC):
     @abc.abstractmethod
     def parse_result(self, response: HttpResponse, job_id: str = "") -> Any:
         """The job's result, or a :class:`FollowUp` that yields it."""
-
-    def logs(self, job_id: str, offset: int = 0) -> HttpRequest:
-        raise NotImplementedError(f"the {self.name} dialect has no logs")
-
-    def parse_logs(self, response: HttpResponse) -> LogChunk:
-        """A chunk from the requested offset; without offset support, the whole log as one chunk from 0."""
-        raise NotImplementedError(f"the {self.name} dialect has no logs")
 
     @abc.abstractmethod
     def health(self) -> HttpRequest: ...
@@ -207,6 +239,53 @@ class Dialect(abc.ABC):
         """The URL of ``job``'s page in the service's web UI (``base_url``: the connection's),
         or None when the service has none: then no link is shown."""
         return None
+
+
+# -- optional capabilities: a dialect that has one implements its protocol ------------------------
+@typing.runtime_checkable
+class BatchLookup(Protocol):
+    """Many jobs looked up in one request (up to ``max_batch`` ids)."""
+
+    max_batch: int
+
+    def get_many(self, job_ids: Sequence[str]) -> HttpRequest: ...
+
+    def parse_many(self, response: HttpResponse, job_ids: Sequence[str]) -> tuple[list[Job], list[str]]:
+        """The records found and the ids the service says do not exist."""
+        ...
+
+
+@typing.runtime_checkable
+class Watch(Protocol):
+    """One request answered once any of many jobs changes (the native ``POST /v1/watch``)."""
+
+    max_watch: int
+
+    def watch(self, seen: Mapping[str, int], wait_s: float) -> HttpRequest:
+        """Answered once a job's version differs from ``seen`` (or after ``wait_s`` seconds)."""
+        ...
+
+    def parse_watch(self, response: HttpResponse) -> tuple[list[Job], list[str]]:
+        """The changed jobs and the ids that no longer exist."""
+        ...
+
+
+@typing.runtime_checkable
+class OffsetLogs(Protocol):
+    """A job's log read from a byte offset, with the next offset and whether it is complete."""
+
+    def logs(self, job_id: str, offset: int) -> HttpRequest: ...
+
+    def parse_logs(self, response: HttpResponse) -> LogChunk: ...
+
+
+@typing.runtime_checkable
+class WholeLogs(Protocol):
+    """A job's whole log on every read; the client counts offsets over it (:func:`slice_log`)."""
+
+    def whole_log(self, job_id: str) -> HttpRequest: ...
+
+    def parse_whole_log(self, response: HttpResponse) -> str: ...
 
 
 # -- shared pure helpers ------------------------------------------------------------------------
@@ -354,25 +433,3 @@ def last_json_line(text: str, where: str) -> Any:
         return json.loads(lines[-1])
     except ValueError:
         raise MalformedResponseError(f"{where}: the last log line is not JSON: {body_excerpt(lines[-1])}") from None
-
-
-def job_matches(
-    job: Job,
-    status: Sequence[str] | None = None,
-    job_type: str | None = None,
-    created_after: str | None = None,
-) -> bool:
-    """The listing filters, applied on our side for services that cannot filter.
-
-    ``status`` uses our status names; a job whose status is unknown matches none.
-    A job without a creation time never matches ``created_after``.
-    """
-    if status and (job.status is None or job.status.value not in {s.upper() for s in status}):
-        return False
-    if job_type and job.type != job_type:
-        return False
-    if created_after:
-        after = pendulum.parse(created_after)
-        if job.created_at is None or not isinstance(after, pendulum.DateTime) or not job.created_at > after:
-            return False
-    return True

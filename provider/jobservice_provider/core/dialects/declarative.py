@@ -24,13 +24,17 @@ import jmespath.exceptions
 import pendulum
 
 from jobservice_provider.core.dialects.base import (
+    BatchLookup,
     Dialect,
     FollowUp,
+    ListQuery,
     LogChunk,
+    OffsetLogs,
     Page,
+    SubmitRequest,
+    WholeLogs,
     classify_error,
     last_json_line,
-    slice_log,
     text_error_detail,
     web_url,
 )
@@ -74,7 +78,7 @@ RECORD_FIELDS = (
     "finished_at",
     "time_unit",
 )
-CAPABILITIES = ("batch_lookup", "long_poll", "idempotent_submit", "logs", "log_offsets", "progress")
+CAPABILITIES = ("batch_lookup", "idempotent_submit", "logs", "log_offsets")
 TOP_LEVEL = ("name", "operations", "record", "status_map", "capabilities", "error_message", "job_url")
 RESULT_PARSERS = ("json", "json_last_line")
 
@@ -470,14 +474,12 @@ def _capabilities(value: Any, operations: Mapping[str, Operation], record: Mappi
     logs = operations.get("logs")
     possible = {
         "batch_lookup": ("get_many" in operations, "needs operations.get_many"),
-        "long_poll": (False, "is not available with the declarative dialect"),
         "idempotent_submit": (
             "idempotency_key" in operations["submit"].names,
             "needs operations.submit to send {idempotency_key}",
         ),
         "logs": (logs is not None, "needs operations.logs"),
         "log_offsets": (logs is not None and "next_offset" in logs.exprs, "needs operations.logs with next_offset"),
-        "progress": ("progress" in record, "needs record.progress"),
     }
     flags: dict[str, bool] = {}
     for name, (available, why) in possible.items():
@@ -501,21 +503,19 @@ def _status_key(value: Any) -> str:
 
 # -- the dialect ----------------------------------------------------------------------------------
 class DeclarativeDialect(Dialect):
-    """Speaks whatever API its spec describes."""
+    """Speaks whatever API its spec describes.
+
+    Built by :meth:`from_options`, it is also a :class:`BatchLookup` when the spec has
+    ``get_many``, and an :class:`OffsetLogs` or :class:`WholeLogs` when it has ``logs`` (unless
+    the spec's ``capabilities`` turn them off): the client sees exactly what the spec offers.
+    """
 
     name = "declarative"
 
     def __init__(self, spec: DeclarativeSpec) -> None:
         self.spec = spec
         self.status_map = spec.status_map
-        caps = spec.capabilities
-        self.supports_batch_lookup = caps["batch_lookup"]
-        self.supports_long_poll = caps["long_poll"]
-        self.supports_idempotent_submit = caps["idempotent_submit"]
-        self.supports_logs = caps["logs"]
-        self.supports_log_offsets = caps["log_offsets"]
-        self.supports_progress = caps["progress"]
-        self.supports_list_filters = False
+        self.supports_idempotent_submit = spec.capabilities["idempotent_submit"]
         get_many = spec.operations.get("get_many")
         self.max_batch = get_many.extra.get("max_batch", 100) if get_many else 100
 
@@ -523,7 +523,10 @@ class DeclarativeDialect(Dialect):
     def from_options(cls, options: Mapping[str, Any]) -> DeclarativeDialect:
         from jobservice_provider.presets import resolve  # presets are declarative specs shipped as package data
 
-        return cls(DeclarativeSpec.parse(resolve(_object(options, "dialect_options"))))
+        spec = DeclarativeSpec.parse(resolve(_object(options, "dialect_options")))
+        caps = spec.capabilities
+        logs = ("offsets" if caps["log_offsets"] else "whole") if caps["logs"] else None
+        return _dialect_class(caps["batch_lookup"], logs)(spec)
 
     def _op(self, name: str) -> Operation:
         operation = self.spec.operations.get(name)
@@ -636,23 +639,15 @@ class DeclarativeDialect(Dialect):
         return FollowUp(self.get(job_id), self.parse_job, job_id)
 
     # -- submit -----------------------------------------------------------------------------
-    def submit(
-        self,
-        job_type: str,
-        params: dict[str, Any] | None = None,
-        *,
-        idempotency_key: str | None = None,
-        meta: dict[str, Any] | None = None,
-        timeout_s: float | None = None,
-    ) -> HttpRequest:
+    def submit(self, job: SubmitRequest) -> HttpRequest:
         values = {
-            "job_type": job_type,
-            "params": params or {},
-            "idempotency_key": idempotency_key,
-            "meta": meta or None,
-            "timeout_s": timeout_s,
+            "job_type": job.job_type,
+            "params": dict(job.params),
+            "idempotency_key": job.idempotency_key,
+            "meta": dict(job.meta) if job.meta else None,
+            "timeout_s": job.timeout_s,
         }
-        return self._op("submit").request(values, idempotent=bool(idempotency_key) and self.supports_idempotent_submit)
+        return self._op("submit").request(values, idempotent=bool(job.idempotency_key) and self.supports_idempotent_submit)
 
     def parse_submit(self, response: HttpResponse) -> Job | FollowUp[Job]:
         operation = self._op("submit")
@@ -671,21 +666,11 @@ class DeclarativeDialect(Dialect):
         return FollowUp(self.get(_text(job_id)), self.parse_job, _text(job_id))
 
     # -- lookups ----------------------------------------------------------------------------
-    def get(self, job_id: str, *, wait_s: float | None = None, seen: int | None = None) -> HttpRequest:
+    def get(self, job_id: str) -> HttpRequest:
         return self._op("get").request({"job_id": job_id})
 
     def parse_job(self, response: HttpResponse) -> Job:
         return self._job_in(self._op("get"), "job", response)
-
-    def get_many(self, job_ids: Sequence[str]) -> HttpRequest:
-        if not 0 < len(job_ids) <= self.max_batch:
-            raise InvalidRequestError(f"a batch lookup takes 1 to {self.max_batch} job ids, got {len(job_ids)}")
-        return self._op("get_many").request({"job_ids": list(job_ids)})
-
-    def parse_many(self, response: HttpResponse, job_ids: Sequence[str] = ()) -> tuple[list[Job], list[str]]:
-        jobs = self._records(self._op("get_many"), response)
-        found = {job.id for job in jobs}
-        return jobs, [job_id for job_id in job_ids if job_id not in found]
 
     def _records(self, operation: Operation, response: HttpResponse) -> list[Job]:
         records = operation.search("jobs", response.json())
@@ -695,16 +680,8 @@ class DeclarativeDialect(Dialect):
             )
         return [self.job_from_record(record, body=response.body) for record in records]
 
-    def list_jobs(
-        self,
-        *,
-        status: Sequence[str] | None = None,
-        job_type: str | None = None,
-        created_after: str | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
-    ) -> HttpRequest:
-        return self._op("list").request({"limit": limit, "cursor": cursor})
+    def list_jobs(self, query: ListQuery, *, page_size: int | None = None, cursor: str | None = None) -> HttpRequest:
+        return self._op("list").request({"limit": page_size, "cursor": cursor})
 
     def parse_page(self, response: HttpResponse) -> Page:
         operation = self._op("list")
@@ -750,28 +727,11 @@ class DeclarativeDialect(Dialect):
                 return last_json_line(value, f"Job {job_id}")
         return value
 
-    def logs(self, job_id: str, offset: int = 0) -> HttpRequest:
-        return self._op("logs").request({"job_id": job_id, "offset": offset})
-
-    def parse_logs(self, response: HttpResponse) -> LogChunk:
-        operation = self._op("logs")
-        data = response.json()
-        text = operation.search("text", data)
-        text = "" if text is None else _text(text)
-        if "next_offset" not in operation.exprs:
-            return slice_log(text, 0, complete=False)  # the whole log, counted as slice_log counts it
-        next_offset, complete = operation.search("next_offset", data), operation.search("complete", data)
-        if isinstance(next_offset, bool) or not isinstance(next_offset, int):
-            raise MalformedResponseError(f"operations.logs.next_offset gave {next_offset!r}, not an integer")
-        # Where the text starts is a guess (U+FFFD may stand for fewer bytes); readers count from next_offset.
-        start = max(0, next_offset - len(text.encode("utf-8", "surrogatepass")))
-        return LogChunk(text, start, next_offset, bool(complete))
-
     def health(self) -> HttpRequest:
         if "health" in self.spec.operations:
             return self._op("health").request({})
         if "list" in self.spec.operations:
-            return self.list_jobs(limit=1)
+            return self.list_jobs(ListQuery(), page_size=1)
         raise ConfigurationError("declarative dialect: the spec has neither operations.health nor operations.list to test with")
 
     def parse_health(self, response: HttpResponse) -> dict[str, Any]:
@@ -804,3 +764,65 @@ class DeclarativeDialect(Dialect):
         if not detail:
             detail = text_error_detail(response.body) or response.reason
         return classify_error(response, detail, job_id=job_id, problem=problem)
+
+
+class _BatchLookup(DeclarativeDialect, BatchLookup):
+    """A spec with ``operations.get_many``."""
+
+    def get_many(self, job_ids: Sequence[str]) -> HttpRequest:
+        if not 0 < len(job_ids) <= self.max_batch:
+            raise InvalidRequestError(f"a batch lookup takes 1 to {self.max_batch} job ids, got {len(job_ids)}")
+        return self._op("get_many").request({"job_ids": list(job_ids)})
+
+    def parse_many(self, response: HttpResponse, job_ids: Sequence[str] = ()) -> tuple[list[Job], list[str]]:
+        jobs = self._records(self._op("get_many"), response)
+        found = {job.id for job in jobs}
+        return jobs, [job_id for job_id in job_ids if job_id not in found]
+
+
+class _OffsetLogs(DeclarativeDialect, OffsetLogs):
+    """A spec whose ``operations.logs`` reads from ``{offset}`` (with ``next_offset`` and ``complete``)."""
+
+    def logs(self, job_id: str, offset: int) -> HttpRequest:
+        return self._op("logs").request({"job_id": job_id, "offset": offset})
+
+    def parse_logs(self, response: HttpResponse) -> LogChunk:
+        operation = self._op("logs")
+        data = response.json()
+        text = operation.search("text", data)
+        text = "" if text is None else _text(text)
+        next_offset, complete = operation.search("next_offset", data), operation.search("complete", data)
+        if isinstance(next_offset, bool) or not isinstance(next_offset, int):
+            raise MalformedResponseError(f"operations.logs.next_offset gave {next_offset!r}, not an integer")
+        # Where the text starts is a guess (U+FFFD may stand for fewer bytes); readers count from next_offset.
+        start = max(0, next_offset - len(text.encode("utf-8", "surrogatepass")))
+        return LogChunk(text, start, next_offset, bool(complete))
+
+
+class _WholeLogs(DeclarativeDialect, WholeLogs):
+    """A spec whose ``operations.logs`` returns the whole log every time."""
+
+    def whole_log(self, job_id: str) -> HttpRequest:
+        return self._op("logs").request({"job_id": job_id})
+
+    def parse_whole_log(self, response: HttpResponse) -> str:
+        text = self._op("logs").search("text", response.json())
+        return "" if text is None else _text(text)
+
+
+@functools.cache
+def _dialect_class(batch_lookup: bool, logs: str | None) -> type[DeclarativeDialect]:
+    """The declarative dialect with the capabilities a spec offers (one class per combination)."""
+    bases: list[type[DeclarativeDialect]] = []
+    if batch_lookup:
+        bases.append(_BatchLookup)
+    if logs == "offsets":
+        bases.append(_OffsetLogs)
+    elif logs == "whole":
+        bases.append(_WholeLogs)
+    if not bases:
+        return DeclarativeDialect
+    if len(bases) == 1:
+        return bases[0]
+    composed: type[DeclarativeDialect] = type("DeclarativeDialect", tuple(bases), {"__doc__": DeclarativeDialect.__doc__})
+    return composed

@@ -7,9 +7,14 @@ from typing import Any
 
 from jobservice_provider.core.dialects.base import (
     TRANSIENT_STATUSES,
+    BatchLookup,
     Dialect,
+    ListQuery,
     LogChunk,
+    OffsetLogs,
     Page,
+    SubmitRequest,
+    Watch,
     classify_error,
     escape_path_value,
     parse_retry_after,
@@ -35,46 +40,30 @@ def _job_path(job_id: str, suffix: str = "") -> str:
     return f"/v1/jobs/{escape_path_value(job_id)}{suffix}"
 
 
-class NativeDialect(Dialect):
-    """Speaks the provider's own v1 API."""
+class NativeDialect(Dialect, BatchLookup, Watch, OffsetLogs):
+    """Speaks the provider's own v1 API: batch lookups, the watch and offset logs included."""
 
     name = "native"
-    supports_batch_lookup = True
-    supports_long_poll = True
-    supports_watch = True
     supports_idempotent_submit = True
-    supports_logs = True
-    supports_log_offsets = True
-    supports_progress = True
-    supports_list_filters = True
     max_batch = MAX_BATCH
     max_watch = MAX_WATCH
     # Job.from_json maps the native spelling (case-insensitively) with this same table.
     status_map: Mapping[str, JobStatus] = {status.value: status for status in JobStatus}
 
     # -- requests ---------------------------------------------------------------------------
-    def submit(
-        self,
-        job_type: str,
-        params: dict[str, Any] | None = None,
-        *,
-        idempotency_key: str | None = None,
-        meta: dict[str, Any] | None = None,
-        timeout_s: float | None = None,
-    ) -> HttpRequest:
-        body: dict[str, Any] = {"type": job_type, "params": params or {}}
-        if meta:
-            body["meta"] = meta
-        if timeout_s is not None:
-            body["timeout_s"] = timeout_s
-        headers = (("Idempotency-Key", idempotency_key),) if idempotency_key else ()
-        return HttpRequest("POST", "/v1/jobs", json=body, headers=headers, idempotent=bool(idempotency_key))
+    def submit(self, job: SubmitRequest) -> HttpRequest:
+        body: dict[str, Any] = {"type": job.job_type, "params": dict(job.params)}
+        if job.meta:
+            body["meta"] = dict(job.meta)
+        if job.timeout_s is not None:
+            body["timeout_s"] = job.timeout_s
+        key = job.idempotency_key
+        return HttpRequest(
+            "POST", "/v1/jobs", json=body, headers=(("Idempotency-Key", key),) if key else (), idempotent=bool(key)
+        )
 
-    def get(self, job_id: str, *, wait_s: float | None = None, seen: int | None = None) -> HttpRequest:
-        params: tuple[tuple[str, str], ...] = ()
-        if wait_s is not None and seen is not None:
-            params = (("wait_s", f"{wait_s:g}"), ("seen", str(seen)))
-        return HttpRequest("GET", _job_path(job_id), params=params)
+    def get(self, job_id: str) -> HttpRequest:
+        return HttpRequest("GET", _job_path(job_id))
 
     def get_many(self, job_ids: Sequence[str]) -> HttpRequest:
         if not 0 < len(job_ids) <= MAX_BATCH:
@@ -86,22 +75,14 @@ class NativeDialect(Dialect):
             raise InvalidRequestError(f"a watch takes 1 to {MAX_WATCH} job ids, got {len(seen)}")
         return HttpRequest("POST", "/v1/watch", json={"seen": dict(seen), "wait_s": wait_s})
 
-    def list_jobs(
-        self,
-        *,
-        status: Sequence[str] | None = None,
-        job_type: str | None = None,
-        created_after: str | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
-    ) -> HttpRequest:
-        params: list[tuple[str, str]] = [("status", s) for s in status or ()]
-        if job_type:
-            params.append(("type", job_type))
-        if created_after:
-            params.append(("created_after", created_after))
-        if limit:
-            params.append(("limit", str(limit)))
+    def list_jobs(self, query: ListQuery, *, page_size: int | None = None, cursor: str | None = None) -> HttpRequest:
+        params: list[tuple[str, str]] = [("status", s) for s in query.status]
+        if query.job_type:
+            params.append(("type", query.job_type))
+        if query.created_after:
+            params.append(("created_after", query.created_after))
+        if page_size:
+            params.append(("limit", str(page_size)))
         if cursor:
             params.append(("cursor", cursor))
         return HttpRequest("GET", "/v1/jobs", params=tuple(params))
@@ -112,7 +93,7 @@ class NativeDialect(Dialect):
     def result(self, job_id: str) -> HttpRequest:
         return HttpRequest("GET", _job_path(job_id, "/result"))
 
-    def logs(self, job_id: str, offset: int = 0) -> HttpRequest:
+    def logs(self, job_id: str, offset: int) -> HttpRequest:
         return HttpRequest("GET", _job_path(job_id, "/logs"), params=(("offset", str(offset)),))
 
     def health(self) -> HttpRequest:

@@ -22,7 +22,7 @@ import hashlib
 import json
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Self
 from urllib.parse import quote
@@ -32,12 +32,13 @@ import pendulum
 from jobservice_provider.core.dialects.base import (
     Dialect,
     FollowUp,
-    LogChunk,
+    ListQuery,
     Page,
+    SubmitRequest,
+    WholeLogs,
     classify_error,
     escape_path_value,
     last_json_line,
-    slice_log,
     text_error_detail,
     web_url,
 )
@@ -135,18 +136,14 @@ def _bad(message: str) -> InvalidRequestError:
     return InvalidRequestError(f"ray dialect: {message}")
 
 
-class RayDialect(Dialect):
+class RayDialect(Dialect, WholeLogs):
     """Speaks the Ray Jobs REST API of a Ray head's dashboard."""
 
     name = "ray"
-    supports_batch_lookup = False  # GET /api/jobs/ lists every job ever run, unpaged
-    supports_long_poll = False
     supports_idempotent_submit = True
-    supports_logs = True
-    supports_log_offsets = False
-    supports_progress = False
-    supports_list_filters = False
     status_map = STATUS_MAP
+    # No batch lookup: GET /api/jobs/ lists every job ever run, unpaged. No log offsets: the
+    # whole log on every read. Listings are filtered on our side.
 
     def __init__(self, job_types: Mapping[str, RayJobType] | None = None) -> None:
         self.job_types: Mapping[str, RayJobType] = MappingProxyType(dict(job_types or {}))
@@ -163,23 +160,16 @@ class RayDialect(Dialect):
         return cls({str(name): RayJobType.from_option(str(name), value) for name, value in job_types.items()})
 
     # -- submit -----------------------------------------------------------------------------
-    def submit(
-        self,
-        job_type: str,
-        params: dict[str, Any] | None = None,
-        *,
-        idempotency_key: str | None = None,
-        meta: dict[str, Any] | None = None,
-        timeout_s: float | None = None,
-    ) -> HttpRequest:
-        if timeout_s is not None:
+    def submit(self, job: SubmitRequest) -> HttpRequest:
+        if job.timeout_s is not None:
             raise _bad(
                 "timeout_s cannot be enforced (Ray Jobs has no run-time limit); "
                 "use the task's execution_timeout, which cancels the job when it fires"
             )
-        params = dict(params or {})
+        job_type, idempotency_key = job.job_type, job.idempotency_key
+        params = dict(job.params)
         options = {key: params.pop(key) for key in RAY_OPTIONS if key in params}
-        metadata = _metadata(meta)
+        metadata = _metadata(job.meta)
         if any(key.startswith(META_PREFIX) for key in metadata):
             raise _bad(f"meta keys starting with {META_PREFIX!r} are reserved")
         metadata[TYPE_KEY] = job_type
@@ -245,7 +235,7 @@ class RayDialect(Dialect):
         return None
 
     # -- lookups ----------------------------------------------------------------------------
-    def get(self, job_id: str, *, wait_s: float | None = None, seen: int | None = None) -> HttpRequest:
+    def get(self, job_id: str) -> HttpRequest:
         return HttpRequest("GET", f"/api/jobs/{escape_path_value(job_id)}")
 
     def parse_job(self, response: HttpResponse) -> Job:
@@ -285,15 +275,7 @@ class RayDialect(Dialect):
             excerpt = body_excerpt(body) if body is not None else body_excerpt(repr(data))
             raise MalformedResponseError(f"Malformed Ray job ({reason}): {excerpt}") from exc
 
-    def list_jobs(
-        self,
-        *,
-        status: Sequence[str] | None = None,
-        job_type: str | None = None,
-        created_after: str | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
-    ) -> HttpRequest:
+    def list_jobs(self, query: ListQuery, *, page_size: int | None = None, cursor: str | None = None) -> HttpRequest:
         return HttpRequest("GET", "/api/jobs/")
 
     def parse_page(self, response: HttpResponse) -> Page:
@@ -323,7 +305,7 @@ class RayDialect(Dialect):
             raise ConflictError(f"Job {job.id} is {job.raw_status}; only a SUCCEEDED job has a result", status=409)
         metadata = data.get("metadata") or {}
         if metadata.get(RESULT_KEY) == RESULT_FROM_LOG:
-            return FollowUp(self.logs(job.id), lambda r: last_json_line(self.parse_logs(r).data, f"Job {job.id}"), job.id)
+            return FollowUp(self.whole_log(job.id), lambda r: last_json_line(self.parse_whole_log(r), f"Job {job.id}"), job.id)
         return {
             "submission_id": job.id,
             "status": job.raw_status,
@@ -334,14 +316,14 @@ class RayDialect(Dialect):
             "metadata": dict(job.meta),
         }
 
-    def logs(self, job_id: str, offset: int = 0) -> HttpRequest:
+    def whole_log(self, job_id: str) -> HttpRequest:
         return HttpRequest("GET", f"/api/jobs/{escape_path_value(job_id)}/logs")
 
-    def parse_logs(self, response: HttpResponse) -> LogChunk:
+    def parse_whole_log(self, response: HttpResponse) -> str:
         text = response.json_object().get("logs")
         if not isinstance(text, str):
             raise MalformedResponseError(f"Ray job logs: no 'logs' text in {body_excerpt(response.body)}")
-        return slice_log(text, 0, complete=False)
+        return text
 
     def health(self) -> HttpRequest:
         return HttpRequest("GET", "/api/version")

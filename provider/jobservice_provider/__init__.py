@@ -42,6 +42,8 @@ def __getattr__(name: str) -> Any:
 
 def get_provider_info() -> dict[str, Any]:
     """Provider metadata read by Airflow's ProvidersManager (entry point ``apache_airflow_provider``)."""
+    from jobservice_provider._settings import provider_config_options
+
     return {
         "package-name": "airflow-provider-jobservice",
         "name": "Job Service",
@@ -93,7 +95,8 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "boolean",
                         "example": "True",
                         "default": "False",
-                    }
+                    },
+                    **provider_config_options(),
                 },
             }
         },

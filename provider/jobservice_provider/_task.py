@@ -8,20 +8,23 @@ from typing import Any
 
 from airflow.sdk import Context, conf
 
+from jobservice_provider import _settings as settings
 from jobservice_provider._compat import TRIGGER_ON_KILL, AirflowException, AirflowFailException, task_state_store
 from jobservice_provider.core.errors import JobFailedError, JobServiceError, JobStaleError
 from jobservice_provider.core.job import Job
 from jobservice_provider.hooks.jobservice import JobServiceHook
 
-# How long a task waits for a cancelled job to stop when it times out or is killed.
-CANCEL_WAIT = 60.0
-
 
 def cancel_for_task(hook: JobServiceHook, job_id: str, why: str, log: Any) -> None:
-    """Cancel a task's job and wait (bounded) until it stopped; a failure is logged, never raised,
-    because the task is already ending for another reason."""
+    """Cancel a task's job and wait until it stopped, for at most ``[jobservice] cancel_wait``
+    seconds; a failure is logged, never raised, because the task is already ending for another reason."""
     try:
-        result = hook.cancel_and_wait(job_id, deadline=time.time() + CANCEL_WAIT)
+        wait = settings.seconds("cancel_wait")
+    except ValueError as exc:
+        wait = settings.SECONDS["cancel_wait"].default
+        log.error("%s; waiting the default %gs", exc, wait)
+    try:
+        result = hook.cancel_and_wait(job_id, deadline=time.time() + wait)
     except JobServiceError as exc:
         log.error("Could not cancel job %s (%s): %s", job_id, why, exc)
         return

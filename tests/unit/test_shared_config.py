@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from tests.conftest import conn_json
 
-from jobservice_provider.hooks import jobservice
 from jobservice_provider.hooks.jobservice import JobServiceHook, ashared_config
 
 
@@ -28,7 +27,7 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 async def test_triggers_starting_together_share_one_read(monkeypatch: pytest.MonkeyPatch, reads: list[str]) -> None:
-    monkeypatch.setattr(jobservice, "SHARED_CONFIG_TTL", 0.5)
+    monkeypatch.setenv("AIRFLOW__JOBSERVICE__CONNECTION_CACHE_TTL", "0.5")  # the provider setting (default 30)
     monkeypatch.setenv("AIRFLOW_CONN_SHARED_A", conn_json("http://127.0.0.1:9", "token-one"))
     configs = await asyncio.gather(*(ashared_config("shared_a") for _ in range(50)))
     assert reads == ["shared_a"] and all(config is configs[0] for config in configs)

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from airflow.sdk import BaseHook, Connection
 from asgiref.sync import async_to_sync
 
+from jobservice_provider import _settings as settings
 from jobservice_provider._compat import amask_secret, mask_secret
 from jobservice_provider.core.client import JobServiceClient
 from jobservice_provider.core.config import ServiceConfig
@@ -26,17 +27,16 @@ from jobservice_provider.core.wait import WaitResult, WaitSpec, cancel_and_wait,
 T = TypeVar("T")
 
 # The triggerer reads the same connection for every trigger of a service. One read serves
-# the triggers that start within this many seconds of it, so a thousand triggers starting
-# together do not make a thousand trips to the connection store; a changed connection
-# reaches new waits at most this much later.
-SHARED_CONFIG_TTL = 30.0
+# the triggers that start within [jobservice] connection_cache_ttl seconds of it (30 by default),
+# so a thousand triggers starting together do not make a thousand trips to the connection store;
+# a changed connection reaches new waits at most this much later.
 _shared_configs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, tuple[float, asyncio.Future[ServiceConfig]]]] = (
     weakref.WeakKeyDictionary()
 )
 
 
 async def ashared_config(conn_id: str) -> ServiceConfig:
-    """The validated config of ``conn_id``, read at most once per ``SHARED_CONFIG_TTL`` per event loop.
+    """The validated config of ``conn_id``, read at most once per ``[jobservice] connection_cache_ttl`` per event loop.
 
     A failed read is not remembered: the next caller reads again.
     """
@@ -46,7 +46,7 @@ async def ashared_config(conn_id: str) -> ServiceConfig:
     cached = cache.get(conn_id)
     if cached is None or cached[0] <= now:
         reading = asyncio.ensure_future(JobServiceHook(conn_id).aget_config())
-        cached = cache[conn_id] = (now + SHARED_CONFIG_TTL, reading)
+        cached = cache[conn_id] = (now + settings.seconds("connection_cache_ttl"), reading)
 
         def forget_failure(done: asyncio.Future[ServiceConfig]) -> None:
             if (done.cancelled() or done.exception() is not None) and cache.get(conn_id) is cached:

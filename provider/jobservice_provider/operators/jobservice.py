@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator, Context
 
+from jobservice_provider import _settings as settings
 from jobservice_provider._compat import NEVER_EXPIRE, AirflowException, AirflowTaskTimeout, TaskDeferralTimeout, task_state_store
 from jobservice_provider._task import (
     cancel_for_task,
@@ -46,8 +47,6 @@ from jobservice_provider.triggers.jobservice import JobStatusTrigger, deadline_m
 
 DEFAULT_MAX_RESULT_BYTES = 1024 * 1024
 DEFAULT_LOG_TAIL_LINES = 100
-# Seconds the final log tail may take, transient retries included.
-LOG_TAIL_PATIENCE = 30.0
 # Key of the job id in Airflow's task state store; renaming it breaks reattach of in-flight retries.
 STATE_KEY = "jobservice_job_id"
 # Beside it: the fingerprint of the job type, params and meta that job was submitted with.
@@ -500,8 +499,8 @@ class SubmitAndWaitOperator(BaseOperator):
         A failure here never fails the task: the job's outcome is what counts.
         """
         # The tail is a courtesy: a service that fails to serve it delays the task by at most
-        # LOG_TAIL_PATIENCE, never by the whole transient budget.
-        patience = time.time() + LOG_TAIL_PATIENCE
+        # [jobservice] log_tail_timeout, never by the whole transient budget.
+        patience = time.time() + settings.seconds("log_tail_timeout")
         deadline = patience if self._deadline is None else min(patience, self._deadline)
         copy_log_tail(functools.partial(self.hook.get_logs, deadline=deadline), job_id, offset, self.log_tail_lines, self.log)
 

@@ -34,8 +34,26 @@ def deadline_margin(timeout_seconds: float | None) -> float:
     return max(0.0, min(DEADLINE_MARGIN, DEADLINE_MARGIN_FRACTION * timeout_seconds))
 
 
-# on_kill must finish within the triggerer's [triggerer] on_kill_timeout (30 s by default).
-ON_KILL_BUDGET = 25.0
+# on_kill must finish within the triggerer's [triggerer] on_kill_timeout (Airflow 3.3+, 30 s by
+# default), with room left for its last log line: the timeout less min(5 s, 20%). Where the setting
+# does not exist, 25 s.
+DEFAULT_ON_KILL_BUDGET = 25.0
+ON_KILL_MARGIN = 5.0
+ON_KILL_MARGIN_FRACTION = 0.2
+
+
+def on_kill_budget() -> float:
+    """Seconds ``on_kill`` may spend cancelling the job, from Airflow's ``[triggerer] on_kill_timeout``."""
+    raw = conf.get("triggerer", "on_kill_timeout", fallback=None)
+    try:
+        timeout = float(raw) if raw is not None and str(raw).strip() else None
+    except ValueError:
+        timeout = None  # Airflow's triggerer refuses such a value itself, at start
+    if timeout is None or not timeout > 0:
+        return DEFAULT_ON_KILL_BUDGET
+    return timeout - min(ON_KILL_MARGIN, ON_KILL_MARGIN_FRACTION * timeout)
+
+
 DEFAULT_TARGETS = tuple(sorted(status.value for status in SUCCESS))
 DEFAULT_FAILURES = tuple(sorted(status.value for status in FAILURE))
 Settings = tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, Any], ...], tuple[tuple[str, Any], ...]]
@@ -195,7 +213,7 @@ class JobStatusTrigger(BaseTrigger):
         if not self.cancel_on_kill:
             self.log.info("Task killed; job %s keeps running (cancel_on_kill is off)", self.job_id)
             return
-        deadline = time.time() + ON_KILL_BUDGET
+        deadline = time.time() + on_kill_budget()
         if self.deadline is not None:
             deadline = min(deadline, self.deadline)
         try:

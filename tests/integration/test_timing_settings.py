@@ -14,6 +14,7 @@ from tests.integration.test_network_faults import asubmit, point_connection
 from tests.support.fault_proxy import FaultProxy, status
 
 from jobservice_provider._task import cancel_for_task
+from jobservice_provider.core.dialects import SubmitRequest
 from jobservice_provider.hooks.jobservice import JobServiceHook
 from jobservice_provider.operators.jobservice import SubmitAndWaitOperator
 from jobservice_provider.triggers.jobservice import JobStatusTrigger
@@ -45,7 +46,7 @@ def test_a_task_waits_for_its_cancelled_job_at_most_cancel_wait(
     monkeypatch.setenv("AIRFLOW__JOBSERVICE__CANCEL_WAIT", "2")  # before: always 60 s
     with FaultProxy(local_service.base_url).threaded() as proxy:
         hook = JobServiceHook(point_connection(monkeypatch, proxy, local_service))
-        job = hook.submit("sleep", {"seconds": 60})
+        job = hook.submit(SubmitRequest("sleep", {"seconds": 60}))
         proxy.fail_for(60, SLOW_DOWN, route="cancel")
         log = logging.getLogger("test.cancel_wait")
         started = time.monotonic()
@@ -65,7 +66,7 @@ def test_the_final_log_tail_takes_at_most_log_tail_timeout(local_service: Any, m
     with FaultProxy(local_service.base_url).threaded() as proxy:
         conn_id = point_connection(monkeypatch, proxy, local_service)
         hook = JobServiceHook(conn_id)
-        job = hook.submit("sleep", {"seconds": 0, "steps": 2})
+        job = hook.submit(SubmitRequest("sleep", {"seconds": 0, "steps": 2}))
         op = SubmitAndWaitOperator(task_id="tail", job_type="sleep", jobservice_conn_id=conn_id)
         proxy.fail_for(60, status(503, "down"), route="logs")
         started = time.monotonic()

@@ -163,10 +163,11 @@ def test_wheel_metadata(dist: Dist) -> None:
     assert runtime == RUNTIME_DEPENDENCIES
     assert set(meta.get_all("Provides-Extra") or []) == {"test", "browser", "bench"}
     assert not [r for r in requires if r.startswith("playwright") and "extra == 'browser'" not in r]
-    # The README is the index page, rendered as Markdown.
+    # The README is the index page: rendered as Markdown, every link absolute.
     assert meta["Description-Content-Type"] == "text/markdown"
     body = meta.get_payload()
     assert isinstance(body, str) and body.startswith("# airflow-provider-jobservice")
+    assert [link for link in re.findall(r"\]\(([^)\s]+)\)", body) if not link.startswith("https://")] == []
 
 
 def test_sdist_holds_the_tests_license_and_what_they_need(dist: Dist) -> None:

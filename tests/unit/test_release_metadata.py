@@ -5,6 +5,7 @@ The built artifacts themselves are checked by the packaging tier (tests/packagin
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from importlib.metadata import version
@@ -15,11 +16,13 @@ import pytest
 
 import jobservice_provider
 from jobservice_provider import get_provider_info
+from jobservice_provider.core.config import AUTH_TYPES, ServiceConfig
+from jobservice_provider.core.dialects.declarative import DeclarativeDialect
 
 REPO = Path(__file__).resolve().parents[2]
 HOME = "https://github.com/jobservice/airflow-provider-jobservice"
 # The documents a package index renders (README as the long description) or links to.
-RENDERED = ("local/README.md", "CHANGELOG.md")
+RENDERED = ("README.md", "local/README.md", "CHANGELOG.md")
 MARKDOWN_LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 RUNTIME_DEPENDENCIES = {"apache-airflow", "aiohttp", "asgiref", "pendulum", "jmespath"}
 
@@ -103,7 +106,7 @@ def test_extras_are_split_by_need() -> None:
     assert bench_only <= extras["bench"] and not bench_only & (extras["test"] | extras["browser"])
     # ./dev builds the development environment with the test extra only; the others are added by name.
     dev = (REPO / "dev").read_text()
-    assert "venv_install -e '.[test]' -e ./local" in dev and "bench]" not in dev and "browser]" not in dev
+    assert "'.[test]'" in dev and "bench]" not in dev and "browser]" not in dev
 
 
 @pytest.mark.parametrize("path", RENDERED)
@@ -128,3 +131,46 @@ def test_links_work_on_a_package_index_page(path: str) -> None:
         assert file.exists(), f"{path}: {link} names {file.relative_to(REPO)}, which does not exist"
         if anchor:
             assert file.suffix == ".md" and anchor in headings(file), f"{path}: {link}: no heading #{anchor}"
+
+
+def test_readme_connection_table_tells_how_each_auth_type_sends_the_secret() -> None:
+    rows = {
+        row.split("|")[1].strip(): row.split("|")[2]
+        for row in readme_section("Connect to your service").splitlines()
+        if row.startswith("| ")
+    }
+    assert "Bearer" not in rows["API token (password)"], "the password is not always sent as Bearer"
+    for auth_type in AUTH_TYPES:
+        assert f"`{auth_type}`" in rows["extra `auth_type`"], auth_type
+    assert "extra `auth_header`" in rows and "Login" in rows
+
+
+def test_readme_connection_examples_are_valid() -> None:
+    section = readme_section("Connect to your service")
+    examples = re.findall(r"AIRFLOW_CONN_JOBSERVICE_DEFAULT='(\{.*?\})'", section)
+    assert len(examples) == 3  # Ray, Prefect, an API key header
+    for example in examples:
+        conn = json.loads(example)
+        config = ServiceConfig.from_connection_fields(
+            conn_id="jobservice_default", host=conn["host"], password=conn.get("password"), extra=conn["extra"]
+        )
+        assert config.base_url == conn["host"]
+    (spec,) = re.findall(r"```json\n(.*?)```", section, re.S)
+    dialect = DeclarativeDialect.from_options(json.loads(spec))
+    assert dialect.spec.capabilities["idempotent_submit"] is False  # the minimal example sends no key: submits are not retried
+
+
+def test_readme_leads_with_users_and_keeps_the_two_contributor_commands() -> None:
+    text = (REPO / "README.md").read_text()
+    sections = re.findall(r"^## (.+)$", text, re.M)
+    assert sections[:3] == ["Install", "Connect to your service", "Use it"], sections
+    assert 'pip install "apache-airflow==${AIRFLOW_VERSION}" airflow-provider-jobservice' in text
+    assert '--constraint "https://raw.githubusercontent.com/apache/airflow/constraints-${AIRFLOW_VERSION}/' in text
+    assert "airflow triggerer" in text
+    # The first commands a contributor meets set everything up on a fresh machine.
+    first_block = re.search(r"```bash\n(.*?)```", readme_section("Try it, and contribute"), re.S)
+    assert first_block is not None
+    commands = [line.split("#")[0].strip() for line in first_block.group(1).splitlines()]
+    assert commands == ["./dev demo", "./dev test"]
+    dev = (REPO / "dev").read_text()
+    assert "demo) ensure_venv;" in dev and "test) ensure_venv;" in dev

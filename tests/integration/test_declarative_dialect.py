@@ -11,6 +11,7 @@ Runs advance one step per status read (single or batch), so tests are determinis
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import json
 import logging
@@ -402,3 +403,55 @@ def test_a_broken_spec_fails_when_the_connection_is_read(inhouse: InHouseService
     ok, message = JobServiceHook("broken").test_connection()
     assert not ok and "record.status" in message and "'broken'" in message
     assert len(inhouse.requests) == before  # rejected before anything was sent
+
+
+def test_a_status_check_is_one_batch_request_and_the_log_has_a_schedule_of_its_own(
+    inhouse: InHouseService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """120 deferred waits in one triggerer loop, through the shared watcher, on a service whose
+    log comes whole (as Ray's and Prefect's do). Their status checks are batch lookups (at most
+    50 ids each, the spec's max_batch) and nothing else: no GET of a single run. Their logs are
+    read only when followed, each wait's about once per poll interval, whatever the checks do."""
+    spec = doc_spec("inhouse")
+    spec["operations"]["logs"] = {"path": "/api/v2/runs/{job_id}/log", "text": "text"}  # the whole log every time
+    monkeypatch.setenv("AIRFLOW_CONN_WHOLELOG", conn_json(inhouse.base_url, TOKEN, dialect="declarative", dialect_options=spec))
+    hook = JobServiceHook("wholelog")
+    ids = [hook.submit(SubmitRequest("export", {"hold": True})).id for _ in range(120)]
+    batch, single, logs = (
+        re.compile(r"GET /api/v2/runs\?id="),
+        re.compile(r"GET /api/v2/runs/r-\d+$"),
+        re.compile(r"GET /api/v2/runs/r-\d+/log"),
+    )
+
+    def run_waits(follow_logs: bool, seconds: float) -> list[str]:
+        async def waits() -> None:
+            triggers = [
+                JobStatusTrigger(
+                    job_id=job_id, jobservice_conn_id="wholelog", poll_policy={"interval": 1.0}, follow_logs=follow_logs
+                )
+                for job_id in ids
+            ]
+            running = [asyncio.ensure_future(anext(trigger.run())) for trigger in triggers]
+            await asyncio.sleep(seconds)
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+        before = len(inhouse.requests)
+        asyncio.run(waits())
+        return inhouse.requests[before:]
+
+    sent = run_waits(follow_logs=False, seconds=4.0)
+    batches = [request for request in sent if batch.match(request)]
+    asked = sum(request.count("id=") for request in batches)
+    assert sent and len(batches) == len(sent), [r for r in sent if not batch.match(r)][:5]  # status checks only
+    assert all(request.count("id=") <= 50 for request in batches)
+    assert asked >= 3 * len(ids)  # every wait was checked about once a second
+    assert len(batches) <= asked / 10, (len(batches), asked)  # many waits' checks per request, not one each
+
+    sent = run_waits(follow_logs=True, seconds=4.0)
+    assert not [request for request in sent if single.match(request)]  # no GET of a run beside its batch lookup
+    reads = collections.Counter(request.split("?")[0] for request in sent if logs.match(request))
+    assert set(reads) == {f"GET /api/v2/runs/{job_id}/log" for job_id in ids}
+    assert max(reads.values()) <= 6, reads.most_common(3)  # about once per interval (4 s of waiting), not more
+    assert all(batch.match(request) or logs.match(request) for request in sent)

@@ -76,7 +76,7 @@ class NativeLog:
         end = offset + len(piece)
         return LogChunk(piece.decode("utf-8", errors="replace"), offset, end, self.ended and end >= size)
 
-    async def get_logs(self, job_id: str, offset: int = 0) -> LogChunk:
+    async def get_logs(self, job_id: str, offset: int = 0, *, ended: bool | None = None) -> LogChunk:
         return self.chunk(offset)
 
     def get_logs_sync(self, job_id: str, offset: int = 0) -> LogChunk:
@@ -89,7 +89,7 @@ class WholeLog:
     def __init__(self, text: str, *, ended: bool = False) -> None:
         self.text, self.ended = text, ended
 
-    async def get_logs(self, job_id: str, offset: int = 0) -> LogChunk:
+    async def get_logs(self, job_id: str, offset: int = 0, *, ended: bool | None = None) -> LogChunk:
         return slice_log(self.text, offset, complete=self.ended)
 
 

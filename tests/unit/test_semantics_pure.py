@@ -194,7 +194,7 @@ class Missing:
             raise JobNotFoundError(job_id, f"Job {job_id} not found")
         return Job.from_json({"id": job_id, "status": "RUNNING"})
 
-    async def get_logs(self, job_id: str, offset: int = 0) -> Any:
+    async def get_logs(self, job_id: str, offset: int = 0, *, ended: bool | None = None) -> Any:
         raise AssertionError("not used")
 
     async def cancel_job(self, job_id: str) -> Job:
@@ -309,7 +309,7 @@ class Scripted:
         self.calls += 1
         return Job.from_json({"id": job_id, **self.record(self.clock.now)})
 
-    async def get_logs(self, job_id: str, offset: int = 0) -> Any:
+    async def get_logs(self, job_id: str, offset: int = 0, *, ended: bool | None = None) -> Any:
         raise AssertionError("not used")
 
     async def cancel_job(self, job_id: str) -> Job:

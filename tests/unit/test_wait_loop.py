@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 import pytest
 from tests.support.clock import FakeClock
@@ -165,7 +166,7 @@ async def test_remote_log_lines_are_copied_once_in_order_whole_lines_only(caplog
     grown = log_text + "ee\nline four\n"
 
     class WithLogs(ScriptedService):
-        async def get_logs(self, job_id: str, offset: int = 0) -> LogChunk:
+        async def get_logs(self, job_id: str, offset: int = 0, *, ended: bool | None = None) -> LogChunk:
             text = (grown if self.calls >= 3 else log_text).encode()
             return LogChunk(text[offset:].decode(), offset, len(text), self.calls >= 3)
 
@@ -179,6 +180,39 @@ async def test_remote_log_lines_are_copied_once_in_order_whole_lines_only(caplog
     assert result.log_offset == len(grown.encode())  # whoever prints the final tail starts here
 
 
+async def test_the_log_is_read_on_a_schedule_of_its_own_not_with_each_status_check() -> None:
+    """Status checks spread out as the job ages (here every 30 s); the log is read every
+    poll interval (1 s) from the first record on, in between, and once more at the end, each
+    read saying whether the job has ended (so a whole-log service needs no status lookup)."""
+    clock = FakeClock()
+    started = datetime.fromtimestamp(clock.now + 3600.0, UTC).isoformat()  # the clock's epoch is 1970
+    clock.now += 7200.0  # an old job: its checks are max_interval apart
+    events: list[tuple[float, str]] = []
+
+    class Service:
+        calls = 0
+
+        async def get_job(self, job_id: str) -> Job:
+            self.calls += 1
+            events.append((clock.now, "status"))
+            status = "SUCCEEDED" if self.calls == 3 else "RUNNING"
+            return Job.from_json({"id": job_id, "status": status, "created_at": started})
+
+        async def get_logs(self, job_id: str, offset: int = 0, *, ended: bool | None = None) -> LogChunk:
+            events.append((clock.now, f"log ended={ended}"))
+            return LogChunk("", offset, offset, bool(ended))
+
+    spec = WaitSpec(job_id="j_1", poll=PollPolicy(interval=1.0, max_interval=30.0, jitter=0.0), follow_logs=True)
+    result = await wait_for_job(Service(), spec, check_now=True, clock=clock, sleep=clock.sleep, rand=lambda: 0.5)
+    assert result.outcome is Outcome.SUCCESS
+    checks = [at - 8_200.0 for at, what in events if what == "status"]
+    reads = [at - 8_200.0 for at, what in events if what.startswith("log")]
+    assert checks == [0.0, 30.0, 60.0]  # one lookup per status check, nothing else in between
+    assert reads == [float(second) for second in range(61)]  # every second, the last one once the job ended
+    assert {what for _, what in events[:-1] if what.startswith("log")} == {"log ended=False"}
+    assert events[-1] == (8_260.0, "log ended=True")
+
+
 def test_retry_after_as_seconds_or_http_date() -> None:
     from jobservice_provider.core.dialects.native import parse_retry_after
 
@@ -190,7 +224,7 @@ def test_retry_after_as_seconds_or_http_date() -> None:
 class LogsOnly:
     """A client for a wait whose status checks go to ``lookup``: it only serves the remote log."""
 
-    async def get_logs(self, job_id: str, offset: int = 0) -> LogChunk:
+    async def get_logs(self, job_id: str, offset: int = 0, *, ended: bool | None = None) -> LogChunk:
         return LogChunk("", offset, offset, False)
 
 

@@ -289,18 +289,20 @@ class JobServiceClient:
         response = await self.send(self.dialect.result(job_id), job_id=job_id)
         return await self._follow(self.dialect.parse_result(response, job_id))
 
-    async def get_logs(self, job_id: str, offset: int = 0) -> LogChunk:
-        """Log text from byte ``offset``; the same contract whatever the service offers.
+    async def get_logs(self, job_id: str, offset: int = 0, *, ended: bool | None = None) -> LogChunk:
+        """Log text from ``offset``; the same contract whatever the service offers.
 
         A service without logs reads as an empty, complete log. A service that only returns
-        the whole log (Ray) gets its offsets emulated here; its status is read first, so a
-        log fetched after a terminal status is known to be complete.
+        the whole log (Ray) gets its offsets emulated here; whether that log is complete depends
+        on whether the job has ended: ``ended`` when the caller knows (a wait that has just seen
+        its status), else its status is read first.
         """
         if self.offset_logs is not None:
             return self.offset_logs.parse_logs(await self.send(self.offset_logs.logs(job_id, offset), job_id=job_id))
         if self.whole_logs is None:
             return LogChunk("", offset, offset, True)
-        ended = (await self.get_job(job_id)).status in TERMINAL
+        if ended is None:
+            ended = (await self.get_job(job_id)).status in TERMINAL
         whole = self.whole_logs.parse_whole_log(await self.send(self.whole_logs.whole_log(job_id), job_id=job_id))
         return slice_log(whole, offset, complete=ended)
 

@@ -39,7 +39,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class LogSource(Protocol):
-    async def get_logs(self, job_id: str, offset: int = 0) -> LogChunk: ...
+    async def get_logs(self, job_id: str, offset: int = 0, *, ended: bool | None = None) -> LogChunk: ...
 
 
 def display(text: str) -> str:
@@ -166,11 +166,13 @@ class LogFollower:
         self.midline = False  # the last line printed is not finished (its size was unknown)
         self.failed = False
 
-    async def poll(self) -> None:
+    async def poll(self, *, ended: bool | None = None) -> None:
+        """Copy what the log gained. ``ended``: whether the job has ended, when the caller knows
+        (a service that returns the whole log then needs no status lookup to tell)."""
         if self.failed:
             return
         try:
-            chunk = await self.client.get_logs(self.job_id, self.offset)
+            chunk = await self.client.get_logs(self.job_id, self.offset, ended=ended)
         except JobServiceError as exc:
             # The log is a courtesy: losing it must never fail or stall the wait.
             self.failed = True

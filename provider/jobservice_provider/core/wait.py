@@ -47,7 +47,7 @@ class JobService(Protocol):
 
     async def get_job(self, job_id: str) -> Job: ...
 
-    async def get_logs(self, job_id: str, offset: int = 0) -> LogChunk: ...
+    async def get_logs(self, job_id: str, offset: int = 0, *, ended: bool | None = None) -> LogChunk: ...
 
     async def cancel_job(self, job_id: str) -> Job: ...
 
@@ -199,7 +199,12 @@ async def wait_for_job(
         ``lookup(delay, hold)`` answers with the record as of ``delay`` seconds from now
         (the shared watcher, which batches the checks of many waits). With ``hold`` it may answer
         later, when the job changes, if the service would tell it of a change; the wait allows
-        that unless it follows the log (which needs regular checks), and bounds it by the deadline.
+        that unless it follows the log (which needs regular wake-ups), and bounds it by the deadline.
+
+    With ``spec.follow_logs``, the log is read on a schedule of its own: once the job is known to
+    exist, then every ``poll.interval`` (jittered, not growing with the job's age), between
+    status checks rather than with each of them, and once more when the job has ended. A status
+    check is then still one lookup (one batch request for many waits through ``lookup``).
     :param outage: where transient failures are reported (default: this wait's own log, a
         line when they start, a summary a minute, a line on recovery). The triggerer passes
         one per service, so an outage is a few lines however many waits it touches.
@@ -215,6 +220,7 @@ async def wait_for_job(
     follower = LogFollower(client, job_id, spec.log_offset, logger) if spec.follow_logs else None
     delay = 0.0 if check_now else spec.poll.first_delay(rand)
     hold = follower is None
+    log_due: float | None = None  # when the log is read next; None until the job is known to exist
     changes = Staleness(spec.stale_after) if spec.stale_after is not None else None
     checked_at = float("-inf")
 
@@ -238,6 +244,19 @@ async def wait_for_job(
                 return _result(Outcome.STALE, changes.message(job_id, now), spec, last, follower)
             else:  # look once more, now, before calling it stale
                 delay, holding = 0.0, False
+        if follower is not None and log_due is not None and log_due - clock() < delay:
+            # The log read comes before the next status check: do it, then wait out the rest.
+            before = clock()
+            until_log = log_due - before
+            if remaining is not None and until_log >= remaining:
+                await sleep(remaining)
+                continue  # the deadline (or the time the job goes stale) comes first
+            if until_log > 0:
+                await sleep(until_log)
+            await follower.poll(ended=False)
+            log_due = clock() + spec.poll.next_delay(0.0, rand)
+            delay = max(0.0, delay - (clock() - before))
+            continue
         if remaining is not None and lookup is None and delay >= remaining:
             await sleep(remaining)  # the next check would come too late: report the timeout (or look)
             continue
@@ -291,10 +310,14 @@ async def wait_for_job(
         checked_at = clock()
         if changes is not None:
             changes.seen(job, checked_at)
-        if follower:
-            await follower.poll()
+        ending = verdict(job.status, spec.targets, spec.failures)
+        if follower is not None:
+            if ending is not WaitVerdict.WAITING:
+                await follower.poll(ended=job.status in TERMINAL)  # what the job wrote last
+            elif log_due is None:
+                log_due = clock()  # the job exists: its log is read from now on
 
-        match verdict(job.status, spec.targets, spec.failures):
+        match ending:
             case WaitVerdict.DONE:
                 return _result(Outcome.SUCCESS, describe(job), spec, last, follower)
             case WaitVerdict.FAILED:

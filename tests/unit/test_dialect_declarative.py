@@ -301,3 +301,45 @@ def test_listing_filters_applied_locally() -> None:
     assert not ListQuery(("RUNNING",)).matches(Job(id="u", status=None, raw_status="paused"))
     with pytest.raises(InvalidRequestError, match="created_after must be an ISO 8601 date-time, got 'yesterday'"):
         ListQuery(created_after="yesterday")
+
+
+@pytest.mark.parametrize("expression", ["id", "state.type", "a.b.c", '"quoted-name".x', "a.b"])
+def test_field_paths_skip_the_interpreter_and_answer_as_jmespath_does(expression: str) -> None:
+    import jmespath
+
+    from jobservice_provider.core.dialects.declarative import FieldPath, _compile_jmespath
+
+    compiled = _compile_jmespath(expression, "record.x")
+    assert isinstance(compiled, FieldPath)
+    for data in [
+        {"id": "j", "state": {"type": "RUNNING"}, "a": {"b": {"c": 3}}, "quoted-name": {"x": [1]}},
+        {"a": {"b": [1, 2]}, "state": "RUNNING", "id": None},
+        {"a": "text", "state": [{"type": "x"}]},
+        {},
+        [],
+        "a string",
+        None,
+    ]:
+        assert compiled.search(data) == jmespath.search(expression, data), (expression, data)
+
+
+@pytest.mark.parametrize("expression", ["[0].data", "state == 'done'", "a || b", "items[*].id", "@", "length(a)"])
+def test_other_expressions_keep_the_interpreter(expression: str) -> None:
+    from jobservice_provider.core.dialects.declarative import FieldPath, _compile_jmespath
+
+    assert not isinstance(_compile_jmespath(expression, "record.x"), FieldPath)
+
+
+def test_times_read_fast_mean_the_same_as_before() -> None:
+    spec = {**INHOUSE, "record": {"id": "run_id", "status": "state", "created_at": "at"}}
+    dialect = DeclarativeDialect.from_options(spec)
+    for value, expected in [
+        ("2026-01-01T10:00:00Z", pendulum.datetime(2026, 1, 1, 10, tz="UTC")),
+        ("2026-01-01T10:00:00.250+02:00", pendulum.datetime(2026, 1, 1, 8, 0, 0, 250_000, tz="UTC")),
+        ("2026-01-01T10:00:00", pendulum.datetime(2026, 1, 1, 10, tz="UTC")),  # naive: UTC
+        ("2026-01-01 10:00:00+0000", pendulum.datetime(2026, 1, 1, 10, tz="UTC")),
+    ]:
+        job = dialect.parse_job(response(200, {"run_id": "r", "state": "busy", "at": value}))
+        assert job.created_at == expected and job.created_at is not None and job.created_at.utcoffset() is not None, value
+    with pytest.raises(MalformedResponseError, match=re.escape("record.created_at is not a timestamp: 'soon'")):
+        dialect.parse_job(response(200, {"run_id": "r", "state": "busy", "at": "soon"}))

@@ -11,6 +11,7 @@ when the connection is read; every error names the field. Format: docs/dialects.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -46,7 +47,7 @@ from jobservice_provider.core.errors import (
     body_excerpt,
 )
 from jobservice_provider.core.http import HttpRequest, HttpResponse
-from jobservice_provider.core.job import Job, Progress, RemoteError
+from jobservice_provider.core.job import Job, Progress, RemoteError, _opt_time
 from jobservice_provider.core.status import FAILURE, JobStatus
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -82,6 +83,8 @@ CAPABILITIES = ("batch_lookup", "idempotent_submit", "logs", "log_offsets")
 TOP_LEVEL = ("name", "operations", "record", "status_map", "capabilities", "error_message", "job_url")
 RESULT_PARSERS = ("json", "json_last_line")
 
+# An ISO 8601 date-time that ends in a zone (Z or ±hh:mm); a naive one is read by pendulum (as UTC).
+_ISO_WITH_ZONE = re.compile(r"T.*(?:Z|[+-]\d\d:?\d\d)$")
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_-]+)*)\}")
 
 
@@ -235,13 +238,55 @@ def _search(expression: Any, data: Any, field: str) -> Any:
         raise MalformedResponseError(f"declarative dialect: {field} failed on the response: {exc}") from exc
 
 
+class FieldPath:
+    """A JMESPath expression that only names a field or a path of fields (``id``, ``state.type``),
+    evaluated without the JMESPath interpreter: with the same answer (a missing member, or a
+    member of something that is not an object, is null) at a fraction of the cost. Most record
+    expressions are of this kind, and a triggerer evaluates them for every record of every check.
+    """
+
+    __slots__ = ("expression", "keys")
+
+    def __init__(self, expression: str, keys: tuple[str, ...]) -> None:
+        self.expression, self.keys = expression, keys
+
+    def search(self, data: Any) -> Any:
+        for key in self.keys:
+            if not isinstance(data, dict):
+                return None
+            data = data.get(key)
+        return data
+
+    @classmethod
+    def of(cls, expression: str, tree: Mapping[str, Any]) -> FieldPath | None:
+        """The field path a parsed expression is, or None when it is anything more."""
+        keys = _field_keys(tree)
+        return None if keys is None else cls(expression, keys)
+
+
+def _field_keys(tree: Mapping[str, Any]) -> tuple[str, ...] | None:
+    if tree.get("type") == "field":
+        return (tree["value"],)
+    if tree.get("type") == "subexpression":
+        keys: tuple[str, ...] = ()
+        for child in tree["children"]:
+            part = _field_keys(child)
+            if part is None:
+                return None
+            keys += part
+        return keys
+    return None
+
+
 def _compile_jmespath(value: Any, field: str) -> Any:
+    """The expression compiled once (when the spec is read): a :class:`FieldPath` where it is one."""
     if not isinstance(value, str) or not value.strip():
         raise SpecError(field, "must be a JMESPath expression (a non-empty string)")
     try:
-        return jmespath.compile(value)
+        compiled = jmespath.compile(value)
     except jmespath.exceptions.JMESPathError as exc:
         raise SpecError(field, f"invalid JMESPath {value!r}: {exc}") from None
+    return FieldPath.of(value, compiled.parsed) or compiled
 
 
 def _object(value: Any, field: str) -> Mapping[str, Any]:
@@ -540,7 +585,6 @@ class DeclarativeDialect(Dialect):
 
     def job_from_record(self, record: Any, *, body: bytes | None = None) -> Job:
         """Read one job record with the spec's ``record`` expressions."""
-        excerpt = body_excerpt(body) if body is not None else body_excerpt(repr(record))
         try:
             if not isinstance(record, Mapping):
                 raise ValueError("the selected job record is not an object")
@@ -579,6 +623,7 @@ class DeclarativeDialect(Dialect):
                 meta=dict(meta),
             )
         except (ValueError, TypeError) as exc:
+            excerpt = body_excerpt(body) if body is not None else body_excerpt(repr(record))
             raise MalformedResponseError(f"Malformed job record ({exc}): {excerpt}") from exc
 
     def _error(self, record: Any, raw_status: str) -> RemoteError | None:
@@ -616,6 +661,9 @@ class DeclarativeDialect(Dialect):
             return None
         if isinstance(value, int | float) and not isinstance(value, bool):
             return pendulum.from_timestamp(value / (1000 if self.spec.time_unit == "ms" else 1), tz="UTC")
+        if isinstance(value, str) and _ISO_WITH_ZONE.search(value):
+            with contextlib.suppress(ValueError):
+                return _opt_time(value, f"record.{name}")  # the C ISO parser: ten times pendulum.parse's speed
         try:
             parsed = pendulum.parse(str(value))
         except Exception as exc:

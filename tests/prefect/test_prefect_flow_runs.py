@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ from tests.prefect.conftest import PrefectServer
 from tests.support.airflow_context import make_context
 
 from jobservice_provider.core.dialects import ListQuery, SubmitRequest
-from jobservice_provider.core.errors import JobNotFoundError
+from jobservice_provider.core.errors import JobNotFoundError, JobServiceError
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.status import TERMINAL, JobStatus
 from jobservice_provider.hooks.jobservice import JobServiceHook
@@ -80,6 +81,7 @@ def test_submit_and_wait_returns_the_flows_result_artifact(prefect_conn: Prefect
     assert run["state_type"] == "COMPLETED" and run["deployment_id"] == prefect_conn.deployments["echo"]
     assert run["idempotency_key"].startswith("airflow:prefect_submit_and_wait:compute:")
     assert run["parameters"] == {"result": RESULT}
+    assert f"[job {run_id}] echo: working on" in output  # the flow's log reached the task log
 
 
 def test_hook_calls_against_the_server(prefect_conn: PrefectServer) -> None:
@@ -166,3 +168,29 @@ def test_a_retry_reattaches_to_the_same_flow_run(prefect_conn: PrefectServer) ->
     assert second_try["ti"].xcom["job_id"] == job_id and result == "once"
     runs = [run for run in prefect_conn.flow_runs("echo") if run["parameters"] == {"result": "once"}]
     assert [run["id"] for run in runs] == [job_id], runs  # one flow run in all
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_all_500_log_lines_reach_the_task_log_with_those_stored_after_the_run_completed(prefect_conn: PrefectServer) -> None:
+    summary, output = run_dag("prefect_chatty")
+    task = summary["tasks"]["chatty"]
+    assert summary["state"] == "success", output[-4000:]
+    run_id = task["xcom"]["job_id"]
+    assert task["xcom"]["return_value"] == 500
+    copied = [int(n) for n in re.findall(rf"\[job {run_id}\] line (\d+) of 500", output)]
+    assert sorted(copied) == list(range(1, 501)), f"missing {sorted(set(range(1, 501)) - set(copied))[:20]}"
+    assert len(copied) == 500  # each line once
+    # The scenario really happened: Prefect stored some of them after the run had completed.
+    run = prefect_conn.api("GET", f"/flow_runs/{run_id}")
+    late = [r["message"] for r in prefect_conn.logs(run_id) if r["created"] > run["end_time"]]
+    assert any(message == "line 500 of 500" for message in late), late[-5:]
+
+
+def test_a_flow_without_a_result_artifact_fails_saying_what_to_do(prefect_conn: PrefectServer) -> None:
+    hook = JobServiceHook()
+    job = hook.submit(SubmitRequest(prefect_conn.deployments["echo"], {"result": "kept to itself", "publish": False}))
+    assert wait_until(hook, job.id, TERMINAL).status is JobStatus.SUCCEEDED
+    with pytest.raises(JobServiceError) as info:
+        hook.get_result(job.id)
+    message = str(info.value)
+    assert job.id in message and "airflow-result" in message and "docs/presets/prefect.md" in message, message

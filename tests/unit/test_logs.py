@@ -382,6 +382,8 @@ def test_the_operator_copies_its_tail_through_copy_log_tail(monkeypatch: pytest.
     op = SubmitAndWaitOperator(task_id="t", job_type="command", log_tail_lines=4)
 
     class Hook:
+        log_settle = 0.0  # the service stores no lines after a job ended
+
         def get_logs(self, job_id: str, offset: int = 0, **_: Any) -> LogChunk:
             return source.chunk(offset)
 

@@ -22,6 +22,7 @@ from jobservice_provider.core.dialects import (
     ListQuery,
     LogChunk,
     OffsetLogs,
+    RecordLogs,
     SubmitRequest,
     Watch,
     WholeLogs,
@@ -83,6 +84,7 @@ class JobServiceClient:
         self.job_watch: Watch | None = self.dialect if isinstance(self.dialect, Watch) else None
         self.offset_logs: OffsetLogs | None = self.dialect if isinstance(self.dialect, OffsetLogs) else None
         self.whole_logs: WholeLogs | None = self.dialect if isinstance(self.dialect, WholeLogs) else None
+        self.record_logs: RecordLogs | None = self.dialect if isinstance(self.dialect, RecordLogs) else None
         self._session = session
         self._owns_session = session is None
         self._connection_limit = connection_limit
@@ -295,8 +297,11 @@ class JobServiceClient:
         A service without logs reads as an empty, complete log. A service that only returns
         the whole log (Ray) gets its offsets emulated here; whether that log is complete depends
         on whether the job has ended: ``ended`` when the caller knows (a wait that has just seen
-        its status), else its status is read first.
+        its status), else its status is read first. A log of records (Prefect) is read a page
+        at a time, its offsets counting records (``LogChunk.records``).
         """
+        if self.record_logs is not None:
+            return await self._record_log(self.record_logs, job_id, offset, ended)
         if self.offset_logs is not None:
             return self.offset_logs.parse_logs(await self.send(self.offset_logs.logs(job_id, offset), job_id=job_id))
         if self.whole_logs is None:
@@ -305,6 +310,27 @@ class JobServiceClient:
             ended = (await self.get_job(job_id)).status in TERMINAL
         whole = self.whole_logs.parse_whole_log(await self.send(self.whole_logs.whole_log(job_id), job_id=job_id))
         return slice_log(whole, offset, complete=ended)
+
+    async def _record_log(self, logs: RecordLogs, job_id: str, offset: int, ended: bool | None) -> LogChunk:
+        """One page of a record log from record ``offset``: complete only when the job has ended and a page comes back short.
+
+        A short page means the reader caught up with the log as it is now. ``ended`` is what the
+        caller saw before this read; unknown (None), the status is read after a short page, and
+        if the job has ended the page is read again: a record stored between the first read and
+        the end of the job is not lost behind a "complete".
+        """
+        offset = max(0, offset)
+
+        async def page() -> list[str]:
+            return logs.parse_log_records(await self.send(logs.log_records(job_id, offset), job_id=job_id), offset)
+
+        lines = await page()
+        if len(lines) < logs.log_page_size and ended is None:
+            ended = (await self.get_job(job_id)).status in TERMINAL
+            if ended:
+                lines = await page()
+        complete = bool(ended) and len(lines) < logs.log_page_size
+        return LogChunk("".join(line + "\n" for line in lines), offset, offset + len(lines), complete, records=True)
 
     async def health(self) -> dict[str, Any]:
         return self.dialect.parse_health(await self.send(self.dialect.health()))

@@ -203,6 +203,7 @@ def copy_log_tail(
     settle: float = 0.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: float | None = None,
 ) -> int:
     """Print the last ``max_lines`` lines of the remote log from ``offset`` on; return where it ended.
 
@@ -214,7 +215,8 @@ def copy_log_tail(
     :param settle: once the log is complete (the job ended and all was read), keep reading until
         it has not grown for this many seconds: some services store a job's last lines after it
         ended (Prefect ships them in batches, 1-2 s after the run completed). At most
-        ``SETTLE_LIMIT`` times that in all, for a log that never stops growing.
+        ``SETTLE_LIMIT`` times that in all, for a log that never stops growing, and never past
+        ``deadline`` (in ``clock``'s time).
     """
     if max_lines <= 0:
         return offset
@@ -243,7 +245,7 @@ def copy_log_tail(
                 break  # the end, as far as anyone can tell (a job still running is not waited for)
             now = clock()
             if quiet_since is None:
-                settling_until = now + settle * SETTLE_LIMIT
+                settling_until = now + settle * SETTLE_LIMIT if deadline is None else min(now + settle * SETTLE_LIMIT, deadline)
             if quiet_since is None or grew:
                 quiet_since = now
             if now - quiet_since >= settle or now >= settling_until:

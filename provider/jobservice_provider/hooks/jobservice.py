@@ -217,6 +217,11 @@ class JobServiceHook(BaseHook):
     def get_result(self, job_id: str, *, deadline: float | None = None) -> Any:
         return self._call(lambda c: c.get_result(job_id), retry=f"Get the result of job {job_id}", deadline=deadline)
 
+    @property
+    def log_settle(self) -> float:
+        """Seconds a finished job's log may still grow (its dialect's ``log_settle_s``)."""
+        return get_dialect(self.config.dialect, self.config.dialect_options).log_settle_s
+
     def get_logs(self, job_id: str, offset: int = 0, *, deadline: float | None = None) -> LogChunk:
         return self._call(lambda c: c.get_logs(job_id, offset), retry=f"Get the log of job {job_id}", deadline=deadline)
 

@@ -502,7 +502,16 @@ class SubmitAndWaitOperator(BaseOperator):
         # [jobservice] log_tail_timeout, never by the whole transient budget.
         patience = time.time() + settings.seconds("log_tail_timeout")
         deadline = patience if self._deadline is None else min(patience, self._deadline)
-        copy_log_tail(functools.partial(self.hook.get_logs, deadline=deadline), job_id, offset, self.log_tail_lines, self.log)
+        copy_log_tail(
+            functools.partial(self.hook.get_logs, deadline=deadline),
+            job_id,
+            offset,
+            self.log_tail_lines,
+            self.log,
+            settle=self.hook.log_settle,
+            clock=time.time,
+            deadline=deadline,
+        )
 
     def on_kill(self) -> None:
         """Airflow calls this when the task is killed on the worker *and* after a timeout; each

@@ -173,6 +173,9 @@ class Dialect(abc.ABC):
     supports_idempotent_submit: bool = False
     # The service's status spelling -> ours; anything else is unknown (status None: keep waiting).
     status_map: Mapping[str, JobStatus] = {}
+    # Seconds a job's log may still grow after the job ended (a service storing its last lines
+    # late): the task's final log copy reads on until the log has not grown for this long.
+    log_settle_s: float = 0.0
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Self:
@@ -286,6 +289,25 @@ class WholeLogs(Protocol):
     def whole_log(self, job_id: str) -> HttpRequest: ...
 
     def parse_whole_log(self, response: HttpResponse) -> str: ...
+
+
+@typing.runtime_checkable
+class RecordLogs(Protocol):
+    """A job's log kept as a list of records, one line each, read a page at a time.
+
+    Offsets count records. A page shorter than ``log_page_size`` means the reader caught up
+    with the log as it is now; the client decides from the job's status whether it is complete.
+    """
+
+    log_page_size: int
+
+    def log_records(self, job_id: str, offset: int) -> HttpRequest:
+        """The page of records from record ``offset`` on (at most ``log_page_size``)."""
+        ...
+
+    def parse_log_records(self, response: HttpResponse, offset: int) -> list[str]:
+        """Each record's line, from record ``offset`` on (a service that sends every record is sliced here)."""
+        ...
 
 
 # -- shared pure helpers ------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from jobservice_provider.core.dialects.base import (
     LogChunk,
     OffsetLogs,
     Page,
+    RecordLogs,
     SubmitRequest,
     WholeLogs,
     classify_error,
@@ -44,6 +45,7 @@ from jobservice_provider.core.errors import (
     InvalidRequestError,
     JobServiceError,
     MalformedResponseError,
+    PermanentError,
     body_excerpt,
 )
 from jobservice_provider.core.http import HttpRequest, HttpResponse
@@ -58,8 +60,11 @@ OPERATIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "get_many": (frozenset({"job_ids"}), frozenset({"jobs", "max_batch"})),
     "list": (frozenset({"limit", "cursor"}), frozenset({"jobs", "next_cursor"})),
     "cancel": (frozenset({"job_id"}), frozenset({"job", "id"})),
-    "result": (frozenset({"job_id"}), frozenset({"result", "parse"})),
-    "logs": (frozenset({"job_id", "offset"}), frozenset({"text", "next_offset", "complete"})),
+    "result": (frozenset({"job_id"}), frozenset({"result", "parse", "missing"})),
+    "logs": (
+        frozenset({"job_id", "offset", "limit"}),
+        frozenset({"text", "next_offset", "complete", "records", "line", "page_size", "settle_s"}),
+    ),
     "health": (frozenset(), frozenset({"version"})),
 }
 REQUIRED_OPERATIONS = ("submit", "get")
@@ -82,6 +87,12 @@ RECORD_FIELDS = (
 CAPABILITIES = ("batch_lookup", "idempotent_submit", "logs", "log_offsets")
 TOP_LEVEL = ("name", "operations", "record", "status_map", "capabilities", "error_message", "job_url")
 RESULT_PARSERS = ("json", "json_last_line")
+# A log of records: records one read asks for ({limit}) unless the spec says; seconds a finished
+# job's log is read on until it stops growing (operations.logs.settle_s), for any kind of log.
+DEFAULT_LOG_PAGE_SIZE = 100
+DEFAULT_LOG_SETTLE_S = 2.0
+# Request values a log operation's response expressions may use (a record log's paging).
+REQUEST_VALUES_IN_EXPRESSIONS = frozenset({"offset", "limit"})
 
 # An ISO 8601 date-time that ends in a zone (Z or ±hh:mm); a naive one is read by pendulum (as UTC).
 _ISO_WITH_ZONE = re.compile(r"T.*(?:Z|[+-]\d\d:?\d\d)$")
@@ -227,8 +238,50 @@ class Operation:
         body = render_json(self.body, values) if self.body is not None else None
         return HttpRequest(self.method, path, params=tuple(params), json=body, headers=tuple(headers), idempotent=idempotent)
 
-    def search(self, key: str, data: Any) -> Any:
-        return _search(self.exprs[key], data, f"operations.{self.name}.{key}")
+    def search(self, key: str, data: Any, request: Mapping[str, Any] | None = None) -> Any:
+        """``key``'s expression on a response; one that uses request values is rendered with ``request`` first."""
+        expression = self.exprs[key]
+        if isinstance(expression, RequestExpression):
+            expression = expression.compiled(request or {})
+        return _search(expression, data, f"operations.{self.name}.{key}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestExpression:
+    """A response expression that uses the request's values (``{offset}``, ``{limit}``), e.g.
+    ``[{offset}:]`` or ``length(@) < `{limit}```: the values are written in as JSON, then it is
+    compiled (once per distinct text). Literal braces in it are written ``{{`` and ``}}``."""
+
+    source: str
+
+    def compiled(self, values: Mapping[str, Any]) -> Any:
+        template = compile_template(self.source)
+        text = "".join(part if isinstance(part, str) else json.dumps(_lookup(values, part)) for part in template.parts)
+        return _compile_rendered(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _compile_rendered(text: str) -> Any:
+    return jmespath.compile(text)
+
+
+def _request_expression(value: Any, field: str) -> Any:
+    """A response expression of the logs operation: plain JMESPath, or a :class:`RequestExpression`."""
+    if not isinstance(value, str) or not any("{" + name + "}" in value for name in REQUEST_VALUES_IN_EXPRESSIONS):
+        return _compile_jmespath(value, field)
+    try:
+        names = compile_template(value).names
+    except ValueError as exc:
+        raise SpecError(field, f"{exc} (an expression using {{offset}} or {{limit}} is a template)") from None
+    unknown = sorted(names - REQUEST_VALUES_IN_EXPRESSIONS)
+    if unknown:
+        raise SpecError(field, f"unknown placeholder {{{unknown[0]}}}; a response expression may use {{offset}} and {{limit}}")
+    expression = RequestExpression(value)
+    try:
+        expression.compiled({"offset": 0, "limit": 1})
+    except jmespath.exceptions.JMESPathError as exc:
+        raise SpecError(field, f"invalid JMESPath {value!r} (with {{offset}} and {{limit}} written in): {exc}") from None
+    return expression
 
 
 def _search(expression: Any, data: Any, field: str) -> Any:
@@ -364,6 +417,20 @@ def _operation(name: str, spec: Any, field: str) -> Operation:
             if value not in RESULT_PARSERS:
                 raise SpecError(where, f"must be one of {', '.join(RESULT_PARSERS)}, got {value!r}")
             extra[key] = value
+        elif key == "missing":
+            if not isinstance(value, str) or not value.strip():
+                raise SpecError(where, "must be a message (a non-empty string): what to do when a job has no result")
+            extra[key] = value
+        elif key == "page_size":
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000:
+                raise SpecError(where, f"must be an integer from 1 to 10000, got {value!r}")
+            extra[key] = value
+        elif key == "settle_s":
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 300:
+                raise SpecError(where, f"must be a number of seconds from 0 to 300, got {value!r}")
+            extra[key] = float(value)
+        elif name == "logs":
+            exprs[key] = _request_expression(value, where)
         else:
             exprs[key] = _compile_jmespath(value, where)
     operation = Operation(name, method, path, query, headers, body, exprs, extra)
@@ -412,9 +479,28 @@ def _check_operation(operation: Operation, field: str) -> None:
             raise SpecError(f"{field}.jobs", "is required: JMESPath to the list of job records")
         case "result" | "logs" if "job_id" not in names:
             raise SpecError(f"{field}.path", "must use {job_id}")
-    if operation.name == "logs":
+    if operation.name == "logs" and "records" in exprs:
+        # A log of records: each record is a line; offsets count records (the dialect counts them).
+        if "text" in exprs:
+            raise SpecError(f"{field}.text", "give 'text' (a log as text) or 'records' (a list of records), not both")
+        if "line" not in exprs:
+            raise SpecError(f"{field}.line", "is required with records: JMESPath to a record's text, e.g. 'message'")
+        for key in ("next_offset", "complete"):
+            if key in exprs:
+                raise SpecError(f"{field}.{key}", "is for a log as text; a log of records counts its records itself")
+        if "limit" in names and "offset" not in names:
+            raise SpecError(f"{field}.query", "{limit} pages a log of records only together with {offset}")
+    elif operation.name == "logs":
         if "text" not in exprs:
-            raise SpecError(f"{field}.text", "is required: JMESPath to the log text")
+            raise SpecError(f"{field}.text", "is required: JMESPath to the log text (or records and line for a list of records)")
+        for key in ("line", "page_size"):
+            if key in operation.extra or key in exprs:
+                raise SpecError(f"{field}.{key}", "is for a log of records (with 'records')")
+        for key, expression in exprs.items():
+            if isinstance(expression, RequestExpression):
+                raise SpecError(f"{field}.{key}", "{offset} and {limit} in a response expression are for a log of records")
+        if "limit" in names:
+            raise SpecError(f"{field}.query", "{limit} is for a log of records (with 'records')")
         offsets = "next_offset" in exprs
         if offsets != ("complete" in exprs):
             raise SpecError(f"{field}.complete" if offsets else f"{field}.next_offset", "next_offset and complete go together")
@@ -524,7 +610,10 @@ def _capabilities(value: Any, operations: Mapping[str, Operation], record: Mappi
             "needs operations.submit to send {idempotency_key}",
         ),
         "logs": (logs is not None, "needs operations.logs"),
-        "log_offsets": (logs is not None and "next_offset" in logs.exprs, "needs operations.logs with next_offset"),
+        "log_offsets": (
+            logs is not None and ("next_offset" in logs.exprs or "records" in logs.exprs),
+            "needs operations.logs with next_offset",
+        ),
     }
     flags: dict[str, bool] = {}
     for name, (available, why) in possible.items():
@@ -536,6 +625,8 @@ def _capabilities(value: Any, operations: Mapping[str, Operation], record: Mappi
         flags[name] = wanted
     if flags["log_offsets"] and not flags["logs"]:
         raise SpecError("capabilities.log_offsets", "needs capabilities.logs")
+    if logs is not None and "records" in logs.exprs and flags["logs"] and not flags["log_offsets"]:
+        raise SpecError("capabilities.log_offsets", "a log of records is always read from a record offset; turn off logs instead")
     return flags
 
 
@@ -563,6 +654,9 @@ class DeclarativeDialect(Dialect):
         self.supports_idempotent_submit = spec.capabilities["idempotent_submit"]
         get_many = spec.operations.get("get_many")
         self.max_batch = get_many.extra.get("max_batch", 100) if get_many else 100
+        logs = spec.operations.get("logs")
+        self.log_settle_s = logs.extra.get("settle_s", DEFAULT_LOG_SETTLE_S) if logs and spec.capabilities["logs"] else 0.0
+        self.log_page_size = logs.extra.get("page_size", DEFAULT_LOG_PAGE_SIZE) if logs else DEFAULT_LOG_PAGE_SIZE
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> DeclarativeDialect:
@@ -570,7 +664,9 @@ class DeclarativeDialect(Dialect):
 
         spec = DeclarativeSpec.parse(resolve(_object(options, "dialect_options")))
         caps = spec.capabilities
-        logs = ("offsets" if caps["log_offsets"] else "whole") if caps["logs"] else None
+        logs = None
+        if caps["logs"]:
+            logs = "records" if "records" in spec.operations["logs"].exprs else "offsets" if caps["log_offsets"] else "whole"
         return _dialect_class(caps["batch_lookup"], logs)(spec)
 
     def _op(self, name: str) -> Operation:
@@ -761,6 +857,9 @@ class DeclarativeDialect(Dialect):
             data = record.search("job", data) if "job" in record.exprs else data
             return self._field("result", data) if "result" in self.spec.record else data
         value = operation.search("result", response.json()) if "result" in operation.exprs else response.json()
+        if value is None and "missing" in operation.extra:
+            # The service answered, but holds no result for this job: the spec says what to do.
+            raise PermanentError(f"Job {job_id} has no result: {operation.extra['missing']}")
         match operation.extra.get("parse"):
             case "json":
                 if not isinstance(value, str):
@@ -847,6 +946,31 @@ class _OffsetLogs(DeclarativeDialect, OffsetLogs):
         return LogChunk(text, start, next_offset, bool(complete))
 
 
+class _RecordLogs(DeclarativeDialect, RecordLogs):
+    """A spec whose ``operations.logs`` answers a list of records (``records``), each a line (``line``)."""
+
+    def log_records(self, job_id: str, offset: int) -> HttpRequest:
+        return self._op("logs").request({"job_id": job_id, "offset": offset, "limit": self.log_page_size})
+
+    def parse_log_records(self, response: HttpResponse, offset: int) -> list[str]:
+        operation = self._op("logs")
+        request = {"offset": offset, "limit": self.log_page_size}
+        records = operation.search("records", response.json(), request)
+        if records is None:
+            records = []
+        if not isinstance(records, list):
+            raise MalformedResponseError(
+                f"declarative dialect: operations.logs.records gave no list of records: {body_excerpt(response.body)}"
+            )
+        if "offset" not in operation.names and not isinstance(operation.exprs["records"], RequestExpression):
+            records = records[offset:]  # the service sends every record each time, and the spec does not slice
+        lines = []
+        for record in records:
+            line = operation.search("line", record, request)
+            lines.append("" if line is None else _text(line))
+        return lines
+
+
 class _WholeLogs(DeclarativeDialect, WholeLogs):
     """A spec whose ``operations.logs`` returns the whole log every time."""
 
@@ -864,7 +988,9 @@ def _dialect_class(batch_lookup: bool, logs: str | None) -> type[DeclarativeDial
     bases: list[type[DeclarativeDialect]] = []
     if batch_lookup:
         bases.append(_BatchLookup)
-    if logs == "offsets":
+    if logs == "records":
+        bases.append(_RecordLogs)
+    elif logs == "offsets":
         bases.append(_OffsetLogs)
     elif logs == "whole":
         bases.append(_WholeLogs)

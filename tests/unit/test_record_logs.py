@@ -56,7 +56,7 @@ def test_a_record_log_pages_by_offset_and_limit_and_picks_each_records_line() ->
     request = dialect.log_records("r/1", 6)
     assert (request.method, request.path, request.json) == ("POST", "/logs/filter", {"run": "r/1", "offset": 6, "limit": 3})
     records = [{"message": "one"}, {"message": 2}, {"message": None}, {"other": "x"}]
-    assert dialect.parse_log_records(answer(records), 6) == ["one", "2", "", ""]
+    assert dialect.parse_log_records(answer(records), 6).lines == ["one", "2", "", ""]
     with pytest.raises(MalformedResponseError, match=r"operations\.logs\.records gave no list"):
         dialect.parse_log_records(answer({"message": "one"}), 0)
 
@@ -65,7 +65,7 @@ def test_a_service_that_sends_every_record_is_sliced_at_the_offset() -> None:
     unpaged = spec(body=None, method="GET", path="/runs/{job_id}/logs", records="entries", line="join(' ', [level, text])")
     dialect = DeclarativeDialect.from_options(unpaged)
     entries = {"entries": [{"level": "INFO", "text": f"line {n}"} for n in range(5)]}
-    assert dialect.parse_log_records(answer(entries), 3) == ["INFO line 3", "INFO line 4"]
+    assert dialect.parse_log_records(answer(entries), 3).lines == ["INFO line 3", "INFO line 4"]
 
 
 def test_response_expressions_see_the_requests_offset_and_limit() -> None:
@@ -73,9 +73,9 @@ def test_response_expressions_see_the_requests_offset_and_limit() -> None:
     sliced = spec(body=None, method="GET", path="/runs/{job_id}/logs", records="items[{offset}:]")
     dialect = DeclarativeDialect.from_options(sliced)
     items = {"items": [{"message": f"m{n}"} for n in range(6)]}
-    assert dialect.parse_log_records(answer(items), 4) == ["m4", "m5"]  # sliced by the spec, not twice
+    assert dialect.parse_log_records(answer(items), 4).lines == ["m4", "m5"]  # sliced by the spec, not twice
     limited = DeclarativeDialect.from_options(spec(records="length(items) > `{limit}` && items[:{limit}] || items"))
-    assert limited.parse_log_records(answer(items), 0) == ["m0", "m1", "m2"]
+    assert limited.parse_log_records(answer(items), 0).lines == ["m0", "m1", "m2"]
 
 
 @pytest.mark.parametrize(
@@ -94,6 +94,19 @@ def test_response_expressions_see_the_requests_offset_and_limit() -> None:
         (
             {"records": None, "line": None, "page_size": None, "text": "t[{offset}:]"},
             "operations.logs.text: {offset} and {limit} in",
+        ),
+        (
+            {"body": {"run": "{job_id}", "after": "{cursor}"}},
+            "operations.logs.next_cursor: a log of records paged by {cursor} needs",
+        ),
+        ({"next_cursor": "next"}, "operations.logs.query: next_cursor needs the request to send {cursor}"),
+        (
+            {"body": {"o": "{offset}", "c": "{cursor}", "r": "{job_id}"}, "next_cursor": "n"},
+            "by {offset} or by {cursor}, not both",
+        ),
+        (
+            {"records": None, "line": None, "page_size": None, "text": "t", "next_cursor": "n"},
+            "next_cursor: is for a log of records",
         ),
     ],
 )
@@ -197,3 +210,76 @@ def test_complete_only_when_the_job_ended_and_a_page_comes_back_short() -> None:
     assert asyncio.run(client.get_logs("run-1", 11, ended=True)).complete is True
     assert asyncio.run(client.get_logs("run-1", 11, ended=False)).complete is False
     assert service.requests == ["logs 11+3", "logs 11+3"]
+
+
+CURSOR_SPEC = spec(
+    body=None,
+    method="GET",
+    path="/runs/{job_id}/events",
+    query={"after": "{cursor}", "size": "{limit}"},
+    records="events",
+    line="text",
+    next_cursor="next",
+)
+
+
+class CursorService(RecordService):
+    """Pages named by opaque cursors ("c<start>"); the last page has no next cursor, as with many APIs."""
+
+    def install(self, client: JobServiceClient) -> None:
+        super().install(client)
+
+        async def send(request: HttpRequest, *, job_id: str | None = None, timeout: float | None = None) -> HttpResponse:
+            query = dict(request.params)
+            start = int(query["after"].removeprefix("c")) if "after" in query else 0
+            size = int(query["size"])
+            self.requests.append(f"page {query.get('after', 'first')}")
+            page = self.records[start : start + size]
+            following = start + len(page)
+            body = {"events": [{"text": t} for t in page], "next": f"c{following}" if following < len(self.records) else None}
+            return answer(body)
+
+        client.send = send  # type: ignore[method-assign]
+
+
+def cursor_client(service: RecordService) -> JobServiceClient:
+    config = ServiceConfig.from_connection_fields(
+        conn_id="cur", host="http://127.0.0.1:9", extra={"dialect": "declarative", "dialect_options": CURSOR_SPEC}
+    )
+    client = JobServiceClient(config)
+    service.install(client)
+    return client
+
+
+def test_a_record_log_paged_by_cursor_reads_on_from_the_cursors_it_saw() -> None:
+    dialect = DeclarativeDialect.from_options(CURSOR_SPEC)
+    assert isinstance(dialect, RecordLogs) and dialect.log_cursor_paging
+    assert dialect.log_records("r1", 0).params == (("size", "3"),)  # the first page: no cursor sent
+    assert dialect.log_records("r1", 3, "c3").params == (("after", "c3"), ("size", "3"))
+
+    service = CursorService([f"e{n}" for n in range(8)])
+    client = cursor_client(service)
+
+    async def read(offset: int, **kwargs: Any) -> Any:
+        return await client.get_logs("run-7", offset, **kwargs)
+
+    first = asyncio.run(read(0))
+    assert (first.data, first.next_offset, first.complete) == ("e0\ne1\ne2\n", 3, False)
+    second = asyncio.run(read(3))  # from the cursor the first page gave: no walk from the start
+    assert (second.data, second.next_offset) == ("e3\ne4\ne5\n", 6)
+    assert service.requests == ["page first", "page c3"]
+    service.requests.clear()
+    service.status = "SUCCEEDED"
+    last = asyncio.run(read(7))  # inside the last page (no next cursor): caught up, the job ended
+    assert (last.data, last.offset, last.next_offset, last.complete) == ("e7\n", 7, 8, True)
+    assert service.requests == ["page c6", "status", "page c6"]
+
+    # Another client (a hook makes one per call) in this process knows the cursors too.
+    service.requests.clear()
+    again = cursor_client(service)
+    assert asyncio.run(again.get_logs("run-7", 4, ended=True)).data == "e4\ne5\n"
+    assert service.requests == ["page c3"]
+    # A job never read before is walked to from the first page.
+    service.requests.clear()
+    assert asyncio.run(again.get_logs("run-8", 7, ended=True)).data == "e7\n"
+    assert service.requests == ["page first", "page c3", "page c6"]

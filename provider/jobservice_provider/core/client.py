@@ -7,6 +7,7 @@ dialect decides what each call looks like on the wire.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
@@ -23,6 +24,7 @@ from jobservice_provider.core.dialects import (
     LogChunk,
     OffsetLogs,
     RecordLogs,
+    RecordPage,
     SubmitRequest,
     Watch,
     WholeLogs,
@@ -320,9 +322,11 @@ class JobServiceClient:
         the end of the job is not lost behind a "complete".
         """
         offset = max(0, offset)
+        if logs.log_cursor_paging:
+            return await self._cursor_record_log(logs, job_id, offset, ended)
 
         async def page() -> list[str]:
-            return logs.parse_log_records(await self.send(logs.log_records(job_id, offset), job_id=job_id), offset)
+            return logs.parse_log_records(await self.send(logs.log_records(job_id, offset), job_id=job_id), offset).lines
 
         lines = await page()
         if len(lines) < logs.log_page_size and ended is None:
@@ -332,8 +336,52 @@ class JobServiceClient:
         complete = bool(ended) and len(lines) < logs.log_page_size
         return LogChunk("".join(line + "\n" for line in lines), offset, offset + len(lines), complete, records=True)
 
+    async def _cursor_record_log(self, logs: RecordLogs, job_id: str, offset: int, ended: bool | None) -> LogChunk:
+        """A record log paged by cursor, read from record ``offset``: the page that holds it, found by the
+        cursors of page starts seen before (kept per job in this process), else walked to from the first page."""
+        cursors = _page_cursors(self.config, job_id)
+        start = max(s for s in cursors if s <= offset)
+        cursor = cursors[start]
+
+        async def page(start: int, cursor: str | None) -> RecordPage:
+            return logs.parse_log_records(await self.send(logs.log_records(job_id, start, cursor), job_id=job_id), start)
+
+        def caught_up(found: RecordPage) -> bool:
+            return found.next_cursor is None or len(found.lines) < logs.log_page_size
+
+        found = await page(start, cursor)
+        while not caught_up(found) and start + len(found.lines) <= offset:  # walk to the page that holds offset
+            start, cursor = start + len(found.lines), found.next_cursor
+            cursors[start] = cursor
+            found = await page(start, cursor)
+        if caught_up(found) and ended is None:
+            ended = (await self.get_job(job_id)).status in TERMINAL
+            if ended:
+                found = await page(start, cursor)
+        if not caught_up(found):
+            cursors[start + len(found.lines)] = found.next_cursor
+        lines = found.lines[offset - start :]
+        complete = bool(ended) and caught_up(found)
+        return LogChunk("".join(line + "\n" for line in lines), offset, offset + len(lines), complete, records=True)
+
     async def health(self) -> dict[str, Any]:
         return self.dialect.parse_health(await self.send(self.dialect.health()))
+
+
+# The cursor of each page start seen, per (connection, job), for record logs paged by cursor:
+# a later read from an offset starts at its page instead of walking from the first. Kept in the
+# process (a hook makes a client per call) for the most recently read jobs.
+_PAGE_CURSORS: collections.OrderedDict[tuple[Any, ...], dict[int, str | None]] = collections.OrderedDict()
+PAGE_CURSOR_JOBS = 256
+
+
+def _page_cursors(config: ServiceConfig, job_id: str) -> dict[int, str | None]:
+    key = (config.base_url, config.dialect, config.dialect_options, job_id)
+    cursors = _PAGE_CURSORS.pop(key, None) or {0: None}
+    _PAGE_CURSORS[key] = cursors
+    while len(_PAGE_CURSORS) > PAGE_CURSOR_JOBS:
+        _PAGE_CURSORS.popitem(last=False)
+    return cursors
 
 
 async def _read_body(raw: aiohttp.ClientResponse, limit: int, described: str) -> bytes:

@@ -295,19 +295,31 @@ class WholeLogs(Protocol):
 class RecordLogs(Protocol):
     """A job's log kept as a list of records, one line each, read a page at a time.
 
-    Offsets count records. A page shorter than ``log_page_size`` means the reader caught up
-    with the log as it is now; the client decides from the job's status whether it is complete.
+    Offsets count records. A page shorter than ``log_page_size`` (or, paged by cursor, one with
+    no next cursor) means the reader caught up with the log as it is now; the client decides
+    from the job's status whether it is complete. Paged by cursor (``log_cursor_paging``), a
+    page is asked for by the cursor the previous page's response gave (None: the first page),
+    and the client keeps the cursor of each page start it has seen.
     """
 
     log_page_size: int
+    log_cursor_paging: bool
 
-    def log_records(self, job_id: str, offset: int) -> HttpRequest:
-        """The page of records from record ``offset`` on (at most ``log_page_size``)."""
+    def log_records(self, job_id: str, offset: int, cursor: str | None = None) -> HttpRequest:
+        """The page of records from record ``offset`` on, or (paged by cursor) the page ``cursor`` names."""
         ...
 
-    def parse_log_records(self, response: HttpResponse, offset: int) -> list[str]:
-        """Each record's line, from record ``offset`` on (a service that sends every record is sliced here)."""
+    def parse_log_records(self, response: HttpResponse, offset: int) -> RecordPage:
+        """Each record's line from record ``offset`` on (a service that sends every record is sliced here)."""
         ...
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordPage:
+    """One page of a record log: each record's line, and the cursor of the page after it (paged by cursor)."""
+
+    lines: list[str]
+    next_cursor: str | None = None
 
 
 # -- shared pure helpers ------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from jobservice_provider.core.dialects.base import (
     OffsetLogs,
     Page,
     RecordLogs,
+    RecordPage,
     SubmitRequest,
     WholeLogs,
     classify_error,
@@ -62,8 +63,8 @@ OPERATIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "cancel": (frozenset({"job_id"}), frozenset({"job", "id"})),
     "result": (frozenset({"job_id"}), frozenset({"result", "parse", "missing"})),
     "logs": (
-        frozenset({"job_id", "offset", "limit"}),
-        frozenset({"text", "next_offset", "complete", "records", "line", "page_size", "settle_s"}),
+        frozenset({"job_id", "offset", "limit", "cursor"}),
+        frozenset({"text", "next_offset", "complete", "records", "line", "page_size", "settle_s", "next_cursor"}),
     ),
     "health": (frozenset(), frozenset({"version"})),
 }
@@ -488,19 +489,29 @@ def _check_operation(operation: Operation, field: str) -> None:
         for key in ("next_offset", "complete"):
             if key in exprs:
                 raise SpecError(f"{field}.{key}", "is for a log as text; a log of records counts its records itself")
-        if "limit" in names and "offset" not in names:
-            raise SpecError(f"{field}.query", "{limit} pages a log of records only together with {offset}")
+        if "cursor" in names and "offset" in names:
+            raise SpecError(f"{field}.query", "page a log of records by {offset} or by {cursor}, not both")
+        if ("cursor" in names) != ("next_cursor" in exprs):
+            raise SpecError(
+                f"{field}.next_cursor" if "cursor" in names else f"{field}.query",
+                "a log of records paged by {cursor} needs next_cursor (JMESPath to the next page's cursor)"
+                if "cursor" in names
+                else "next_cursor needs the request to send {cursor}",
+            )
+        if "limit" in names and not ({"offset", "cursor"} & names):
+            raise SpecError(f"{field}.query", "{limit} pages a log of records only together with {offset} or {cursor}")
     elif operation.name == "logs":
         if "text" not in exprs:
             raise SpecError(f"{field}.text", "is required: JMESPath to the log text (or records and line for a list of records)")
-        for key in ("line", "page_size"):
+        for key in ("line", "page_size", "next_cursor"):
             if key in operation.extra or key in exprs:
                 raise SpecError(f"{field}.{key}", "is for a log of records (with 'records')")
         for key, expression in exprs.items():
             if isinstance(expression, RequestExpression):
                 raise SpecError(f"{field}.{key}", "{offset} and {limit} in a response expression are for a log of records")
-        if "limit" in names:
-            raise SpecError(f"{field}.query", "{limit} is for a log of records (with 'records')")
+        for placeholder in ("limit", "cursor"):
+            if placeholder in names:
+                raise SpecError(f"{field}.query", f"{{{placeholder}}} is for a log of records (with 'records')")
         offsets = "next_offset" in exprs
         if offsets != ("complete" in exprs):
             raise SpecError(f"{field}.complete" if offsets else f"{field}.next_offset", "next_offset and complete go together")
@@ -657,6 +668,7 @@ class DeclarativeDialect(Dialect):
         logs = spec.operations.get("logs")
         self.log_settle_s = logs.extra.get("settle_s", DEFAULT_LOG_SETTLE_S) if logs and spec.capabilities["logs"] else 0.0
         self.log_page_size = logs.extra.get("page_size", DEFAULT_LOG_PAGE_SIZE) if logs else DEFAULT_LOG_PAGE_SIZE
+        self.log_cursor_paging = logs is not None and "cursor" in logs.names
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> DeclarativeDialect:
@@ -949,26 +961,32 @@ class _OffsetLogs(DeclarativeDialect, OffsetLogs):
 class _RecordLogs(DeclarativeDialect, RecordLogs):
     """A spec whose ``operations.logs`` answers a list of records (``records``), each a line (``line``)."""
 
-    def log_records(self, job_id: str, offset: int) -> HttpRequest:
-        return self._op("logs").request({"job_id": job_id, "offset": offset, "limit": self.log_page_size})
+    def log_records(self, job_id: str, offset: int, cursor: str | None = None) -> HttpRequest:
+        return self._op("logs").request({"job_id": job_id, "offset": offset, "limit": self.log_page_size, "cursor": cursor})
 
-    def parse_log_records(self, response: HttpResponse, offset: int) -> list[str]:
+    def parse_log_records(self, response: HttpResponse, offset: int) -> RecordPage:
         operation = self._op("logs")
         request = {"offset": offset, "limit": self.log_page_size}
-        records = operation.search("records", response.json(), request)
+        data = response.json()
+        next_cursor = None
+        if self.log_cursor_paging:
+            found = operation.search("next_cursor", data, request)
+            next_cursor = None if found in (None, "") else _text(found)
+        records = operation.search("records", data, request)
         if records is None:
             records = []
         if not isinstance(records, list):
             raise MalformedResponseError(
                 f"declarative dialect: operations.logs.records gave no list of records: {body_excerpt(response.body)}"
             )
-        if "offset" not in operation.names and not isinstance(operation.exprs["records"], RequestExpression):
+        unpaged = not ({"offset", "cursor"} & operation.names) and not isinstance(operation.exprs["records"], RequestExpression)
+        if unpaged:
             records = records[offset:]  # the service sends every record each time, and the spec does not slice
         lines = []
         for record in records:
             line = operation.search("line", record, request)
             lines.append("" if line is None else _text(line))
-        return lines
+        return RecordPage(lines, next_cursor)
 
 
 class _WholeLogs(DeclarativeDialect, WholeLogs):

@@ -32,7 +32,7 @@ START_TIMEOUT = 180.0
 STOP_TIMEOUT = 30.0
 SETUP_HINT = "install it with `bash .ci/setup.d/40-prefect.sh` (or set JOBSERVICE_PREFECT_VENV to a venv with prefect 3)"
 FLOWS = Path(__file__).parent / "flows.py"
-DEPLOYMENTS = ("echo", "long", "fail", "chatty")
+DEPLOYMENTS = ("echo", "long", "gate", "fail", "chatty")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -8,6 +8,7 @@ the result as JSON.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -37,6 +38,20 @@ def long(seconds: float = 120) -> None:
         time.sleep(0.2)
 
 
+@flow(name="gate")
+def gate(flag: str, timeout: float = 180) -> str:
+    """Runs until the file ``flag`` exists (a test opens the gate when it is ready), then completes."""
+    logger = get_run_logger()
+    logger.info("waiting for %s", flag)
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(flag):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{flag} did not appear within {timeout:g}s")
+        time.sleep(0.2)
+    logger.info("gate open")
+    return "opened"
+
+
 @flow(name="fail")
 def fail(message: str = "boom") -> None:
     get_run_logger().info("about to fail")
@@ -59,6 +74,7 @@ if __name__ == "__main__":
     serve(
         echo.to_deployment("echo"),
         long.to_deployment("long"),
+        gate.to_deployment("gate"),
         fail.to_deployment("fail"),
         chatty.to_deployment("chatty"),
         limit=limit,

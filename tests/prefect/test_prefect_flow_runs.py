@@ -8,7 +8,9 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,22 +33,41 @@ RUNNER = REPO / "tests" / "e2e" / "run_dag.py"
 RESULT = {"answer": 42, "rows": [1, 2, 3], "note": 'ünïcode & "quotes"'}
 
 
-def run_dag(dag_id: str, conf: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:
-    """``dag.test()`` of ``dag_id`` in its own process (the connection and Variables come from the environment)."""
+def run_dag(
+    dag_id: str, conf: dict[str, Any] | None = None, *, when: str = "", then: Callable[[], object] | None = None
+) -> tuple[dict[str, Any], str]:
+    """``dag.test()`` of ``dag_id`` in its own process (the connection and Variables come from the environment).
+
+    ``then`` is called once a line of its output contains ``when``.
+    """
     env = os.environ.copy()
     env["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS.parent)  # dag.test() runs DAGs of the dags folder only
-    done = subprocess.run(
+    process = subprocess.Popen(
         [sys.executable, str(RUNNER), str(DAGS), dag_id, json.dumps(conf or {})],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
         env=env,
-        timeout=300,
         cwd=REPO,
     )
-    output = done.stdout + done.stderr
-    lines = [line for line in done.stdout.splitlines() if line.startswith("DAGTEST-RESULT ")]
-    assert lines, output[-4000:]
-    return json.loads(lines[-1].removeprefix("DAGTEST-RESULT ")), output
+    timer = threading.Timer(300, process.kill)
+    timer.start()
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if then is not None and when in line:
+                then()
+                then = None
+        process.wait()
+    finally:
+        timer.cancel()
+    output = "".join(lines)
+    results = [line for line in lines if line.startswith("DAGTEST-RESULT ")]
+    assert results, output[-4000:]
+    assert then is None, f"{when!r} never appeared in the output:\n{output[-4000:]}"
+    return json.loads(results[-1].removeprefix("DAGTEST-RESULT ")), output
 
 
 def run_trigger(trigger: JobStatusTrigger) -> dict[str, Any]:
@@ -114,12 +135,13 @@ def create_flow_run(server: PrefectServer, deployment: str, parameters: dict[str
 
 
 @pytest.mark.usefixtures("airflow_db")
-def test_sensor_waits_for_an_existing_flow_run(prefect_conn: PrefectServer) -> None:
-    # Long enough to outlast dag.test()'s start (about 10 s here), so the sensor defers and waits.
-    run_id = create_flow_run(prefect_conn, "long", {"seconds": 25})
-    summary, output = run_dag("prefect_sensor", {"flow_run_id": run_id})
+def test_sensor_waits_for_an_existing_flow_run(prefect_conn: PrefectServer, tmp_path: Path) -> None:
+    # The flow runs until the test opens its gate, which it does once the sensor waits in the trigger.
+    gate = tmp_path / "gate-open"
+    run_id = create_flow_run(prefect_conn, "gate", {"flag": str(gate)})
+    summary, output = run_dag("prefect_sensor", {"flow_run_id": run_id}, when="running trigger in line", then=gate.touch)
     assert summary["tasks"]["wait_for_run"]["state"] == "success", output[-4000:]
-    assert "running trigger in line" in output
+    assert "gate open" in " ".join(r["message"] for r in prefect_conn.logs(run_id))
     assert prefect_conn.api("GET", f"/flow_runs/{run_id}")["state_type"] == "COMPLETED"
     # It waited for the run: the sensor's task ended after the flow run did.
     finished = prefect_conn.api("GET", f"/flow_runs/{run_id}")["end_time"]

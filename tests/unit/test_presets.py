@@ -11,7 +11,7 @@ import pytest
 
 from jobservice_provider.core.config import ServiceConfig
 from jobservice_provider.core.dialects import BatchLookup, DeclarativeDialect, SubmitRequest, get_dialect
-from jobservice_provider.core.errors import ConfigurationError
+from jobservice_provider.core.errors import ConfigurationError, MalformedResponseError
 from jobservice_provider.core.http import HttpResponse
 from jobservice_provider.core.status import JobStatus
 from jobservice_provider.presets import available, merge, preset_spec, resolve
@@ -128,3 +128,12 @@ def test_the_prefect_preset_reads_prefect_answers() -> None:
     assert last.next_cursor is None
     artifact = [{"key": "airflow-result", "type": "markdown", "data": '{"answer": 42}'}]
     assert dialect.parse_result(HttpResponse(200, {}, json.dumps(artifact).encode()), "5e7e72da") == {"answer": 42}
+
+
+def test_a_ray_job_without_a_result_line_fails_saying_what_to_do() -> None:
+    dialect = get_dialect("declarative", {"preset": "ray"})
+    for logs, problem in (("working\ndone\n", "the last log line is not JSON: done"), ("", "the log is empty")):
+        with pytest.raises(MalformedResponseError) as info:
+            dialect.parse_result(HttpResponse(200, {}, json.dumps({"logs": logs}).encode()), "raysubmit_1")
+        message = str(info.value)
+        assert message.startswith(f"Job raysubmit_1: {problem}") and "end the job with print(json.dumps(result))" in message

@@ -458,12 +458,17 @@ def slice_log(text: str, offset: int, *, complete: bool) -> LogChunk:
     return LogChunk(raw[start:].decode("utf-8", errors="replace"), start, len(raw), complete)
 
 
+RESULT_LINE_HINT = "the result is the job's last log line as JSON: end the job with print(json.dumps(result))"
+
+
 def last_json_line(text: str, where: str) -> Any:
     """The last non-empty line of ``text`` parsed as JSON (a job's way of printing its result)."""
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
-        raise MalformedResponseError(f"{where}: the log is empty, so there is no result line")
+        raise MalformedResponseError(f"{where}: the log is empty, so there is no result line ({RESULT_LINE_HINT})")
     try:
         return json.loads(lines[-1])
     except ValueError:
-        raise MalformedResponseError(f"{where}: the last log line is not JSON: {body_excerpt(lines[-1])}") from None
+        raise MalformedResponseError(
+            f"{where}: the last log line is not JSON: {body_excerpt(lines[-1])} ({RESULT_LINE_HINT})"
+        ) from None

@@ -118,7 +118,7 @@ def mutate(path: str, value: Any) -> dict[str, Any]:
             "operations.get.path: unknown placeholder {jobid}; this operation has: job_id",
         ),
         ("operations.get.path", "/api/v2/runs/latest", "operations.get.path: must use {job_id}"),
-        ("operations.get.path", "api/v2/runs/{job_id}", "operations.get.path: is required and must start with '/'"),
+        ("operations.get.path", "api/v2/runs/{job_id}", "operations.get.path: must start with '/'"),
         ("operations.get.path", "/runs/{job_id", "operations.get.path: stray brace"),
         ("operations.get.body", {"x": 1}, "operations.get.body: a GET request has no body"),
         ("operations.get.timeout", 5, "operations.get.timeout: unknown key"),

@@ -24,7 +24,8 @@ HOME = "https://github.com/jobservice/airflow-provider-jobservice"
 # The documents a package index renders (README as the long description) or links to.
 RENDERED = ("README.md", "local/README.md", "CHANGELOG.md")
 MARKDOWN_LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
-RUNTIME_DEPENDENCIES = {"apache-airflow", "aiohttp", "asgiref", "pendulum", "jmespath"}
+# jsonschema: the declarative spec's schema (Airflow installs it; declared for its lower bound).
+RUNTIME_DEPENDENCIES = {"apache-airflow", "aiohttp", "asgiref", "pendulum", "jmespath", "jsonschema"}
 
 
 def pyproject(path: str = "pyproject.toml") -> dict[str, Any]:

@@ -41,6 +41,7 @@ from jobservice_provider.core.dialects.base import (
     text_error_detail,
     web_url,
 )
+from jobservice_provider.core.dialects.spec_schema import SpecError, operation_names, own_keys, placeholders, validate
 from jobservice_provider.core.errors import (
     ConfigurationError,
     InvalidRequestError,
@@ -53,41 +54,13 @@ from jobservice_provider.core.http import HttpRequest, HttpResponse
 from jobservice_provider.core.job import Job, Progress, RemoteError, _opt_time
 from jobservice_provider.core.status import FAILURE, JobStatus
 
-METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-# Per operation: the template variables it may use, and its own keys besides method/path/query/headers/body.
+# Per operation: the template variables it may use, and its own keys besides method/path/query/headers/body
+# (both from the spec's JSON Schema, spec_schema.py, which holds the structure of a spec).
 OPERATIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "submit": (frozenset({"job_type", "params", "idempotency_key", "meta", "timeout_s"}), frozenset({"job", "id", "duplicate"})),
-    "get": (frozenset({"job_id"}), frozenset({"job"})),
-    "get_many": (frozenset({"job_ids"}), frozenset({"jobs", "max_batch"})),
-    "list": (frozenset({"limit", "cursor"}), frozenset({"jobs", "next_cursor"})),
-    "cancel": (frozenset({"job_id"}), frozenset({"job", "id"})),
-    "result": (frozenset({"job_id"}), frozenset({"result", "parse", "missing"})),
-    "logs": (
-        frozenset({"job_id", "offset", "limit", "cursor"}),
-        frozenset({"text", "next_offset", "complete", "records", "line", "page_size", "settle_s", "next_cursor"}),
-    ),
-    "health": (frozenset(), frozenset({"version"})),
+    name: (placeholders(name), own_keys(name)) for name in operation_names()
 }
-REQUIRED_OPERATIONS = ("submit", "get")
-RECORD_FIELDS = (
-    "id",
-    "status",
-    "type",
-    "key",
-    "version",
-    "progress",
-    "error",
-    "result",
-    "meta",
-    "created_at",
-    "started_at",
-    "updated_at",
-    "finished_at",
-    "time_unit",
-)
-CAPABILITIES = ("batch_lookup", "idempotent_submit", "logs", "log_offsets")
-TOP_LEVEL = ("name", "operations", "record", "status_map", "capabilities", "error_message", "job_url")
-RESULT_PARSERS = ("json", "json_last_line")
+# Where the schema cannot say it: keys whose value is data, not a JMESPath expression.
+_NOT_JMESPATH = frozenset({"duplicate", "max_batch", "parse", "missing", "page_size", "settle_s"})
 # A log of records: records one read asks for ({limit}) unless the spec says; seconds a finished
 # job's log is read on until it stops growing (operations.logs.settle_s), for any kind of log.
 DEFAULT_LOG_PAGE_SIZE = 100
@@ -98,14 +71,6 @@ REQUEST_VALUES_IN_EXPRESSIONS = frozenset({"offset", "limit"})
 # An ISO 8601 date-time that ends in a zone (Z or ±hh:mm); a naive one is read by pendulum (as UTC).
 _ISO_WITH_ZONE = re.compile(r"T.*(?:Z|[+-]\d\d:?\d\d)$")
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_-]+)*)\}")
-
-
-class SpecError(ConfigurationError):
-    """An invalid declarative spec; ``field`` is the dotted path of the bad member."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
 
 
 # -- templates ----------------------------------------------------------------------------------
@@ -332,9 +297,9 @@ def _field_keys(tree: Mapping[str, Any]) -> tuple[str, ...] | None:
     return None
 
 
-def _compile_jmespath(value: Any, field: str) -> Any:
+def _compile_jmespath(value: str, field: str) -> Any:
     """The expression compiled once (when the spec is read): a :class:`FieldPath` where it is one."""
-    if not isinstance(value, str) or not value.strip():
+    if not value.strip():
         raise SpecError(field, "must be a JMESPath expression (a non-empty string)")
     try:
         compiled = jmespath.compile(value)
@@ -343,26 +308,12 @@ def _compile_jmespath(value: Any, field: str) -> Any:
     return FieldPath.of(value, compiled.parsed) or compiled
 
 
-def _object(value: Any, field: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise SpecError(field, f"must be an object, got {type(value).__name__}")
-    return value
-
-
-def _only(value: Mapping[str, Any], allowed: Sequence[str], field: str) -> None:
-    unknown = [k for k in value if k not in allowed]
-    if unknown:
-        where = f"{field}.{unknown[0]}" if field else str(unknown[0])
-        raise SpecError(where, f"unknown key; allowed: {', '.join(allowed)}")
-
-
 def _template(value: Any, field: str, allowed: frozenset[str]) -> str:
+    """A template the schema let through (a string, number or boolean), with its placeholders checked."""
     if isinstance(value, bool):
         value = "true" if value else "false"
     elif isinstance(value, int | float):
         value = str(value)
-    if not isinstance(value, str):
-        raise SpecError(field, f"must be a string template, got {type(value).__name__}")
     try:
         names = compile_template(value).names
     except ValueError as exc:
@@ -371,28 +322,17 @@ def _template(value: Any, field: str, allowed: frozenset[str]) -> str:
     if unknown:
         known = ", ".join(sorted(allowed)) or "none"
         raise SpecError(field, f"unknown placeholder {{{unknown[0]}}}; this operation has: {known}")
-    return value
+    return str(value)
 
 
-def _operation(name: str, spec: Any, field: str) -> Operation:
-    spec = _object(spec, field)
+def _operation(name: str, spec: Mapping[str, Any], field: str) -> Operation:
+    """One operation of a spec the schema passed: its templates and expressions compiled, and what
+    depends on more than one field checked."""
     variables, own = OPERATIONS[name]
-    _only(spec, ("method", "path", "query", "headers", "body", *sorted(own)), field)
-    method = spec.get("method", "POST" if name in ("submit", "cancel") else "GET")
-    if not isinstance(method, str) or method.upper() not in METHODS:
-        raise SpecError(f"{field}.method", f"must be one of {', '.join(METHODS)}, got {method!r}")
-    method = method.upper()
-    path = _template(spec.get("path"), f"{field}.path", variables) if "path" in spec else None
-    if path is None or not path.startswith("/"):
-        raise SpecError(f"{field}.path", "is required and must start with '/' (it is appended to the connection's base URL)")
-    query = tuple(
-        (str(k), _template(v, f"{field}.query.{k}", variables))
-        for k, v in _object(spec.get("query", {}), f"{field}.query").items()
-    )
-    headers = tuple(
-        (str(k), _template(v, f"{field}.headers.{k}", variables))
-        for k, v in _object(spec.get("headers", {}), f"{field}.headers").items()
-    )
+    method = str(spec.get("method", "POST" if name in ("submit", "cancel") else "GET")).upper()
+    path = _template(spec["path"], f"{field}.path", variables)
+    query = tuple((str(k), _template(v, f"{field}.query.{k}", variables)) for k, v in spec.get("query", {}).items())
+    headers = tuple((str(k), _template(v, f"{field}.headers.{k}", variables)) for k, v in spec.get("headers", {}).items())
     if any(k.lower() == "authorization" for k, _ in headers):
         raise SpecError(f"{field}.headers", "put the token in the connection's password field, not in a header")
     body = spec.get("body")
@@ -401,64 +341,22 @@ def _operation(name: str, spec: Any, field: str) -> Operation:
             raise SpecError(f"{field}.body", "a GET request has no body")
         for source in _json_strings(body):
             _template(source, f"{field}.body", variables)
-    exprs: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
-    for key in sorted(own):
-        if key not in spec:
-            continue
-        value = spec[key]
-        where = f"{field}.{key}"
-        if key == "duplicate":
-            extra[key] = _duplicate(value, where)
-        elif key == "max_batch":
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
-                raise SpecError(where, f"must be an integer from 1 to 1000, got {value!r}")
-            extra[key] = value
-        elif key == "parse":
-            if value not in RESULT_PARSERS:
-                raise SpecError(where, f"must be one of {', '.join(RESULT_PARSERS)}, got {value!r}")
-            extra[key] = value
-        elif key == "missing":
-            if not isinstance(value, str) or not value.strip():
-                raise SpecError(where, "must be a message (a non-empty string): what to do when a job has no result")
-            extra[key] = value
-        elif key == "page_size":
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000:
-                raise SpecError(where, f"must be an integer from 1 to 10000, got {value!r}")
-            extra[key] = value
-        elif key == "settle_s":
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 300:
-                raise SpecError(where, f"must be a number of seconds from 0 to 300, got {value!r}")
-            extra[key] = float(value)
-        elif name == "logs":
-            exprs[key] = _request_expression(value, where)
-        else:
-            exprs[key] = _compile_jmespath(value, where)
+    # Response expressions of the logs operation may use request values ({offset}, {limit}).
+    expression = _request_expression if name == "logs" else _compile_jmespath
+    exprs = {key: expression(spec[key], f"{field}.{key}") for key in sorted(own - _NOT_JMESPATH) if key in spec}
+    extra: dict[str, Any] = {key: spec[key] for key in ("max_batch", "parse", "missing", "page_size") if key in spec}
+    if "settle_s" in spec:
+        extra["settle_s"] = float(spec["settle_s"])
+    if "duplicate" in spec:
+        duplicate = spec["duplicate"]
+        extra["duplicate"] = {
+            "status": frozenset(duplicate["status"]),
+            "body_contains": duplicate.get("body_contains"),
+            "id": _template(duplicate["id"], f"{field}.duplicate.id", frozenset({"idempotency_key"})),
+        }
     operation = Operation(name, method, path, query, headers, body, exprs, extra)
     _check_operation(operation, field)
     return operation
-
-
-def _duplicate(value: Any, field: str) -> dict[str, Any]:
-    value = _object(value, field)
-    _only(value, ("status", "body_contains", "id"), field)
-    statuses = value.get("status")
-    if (
-        not isinstance(statuses, list)
-        or not statuses
-        or not all(isinstance(s, int) and not isinstance(s, bool) and 400 <= s <= 599 for s in statuses)
-    ):
-        raise SpecError(f"{field}.status", "must be a non-empty list of HTTP error statuses (400-599)")
-    contains = value.get("body_contains")
-    if contains is not None and (not isinstance(contains, str) or not contains):
-        raise SpecError(f"{field}.body_contains", "must be a non-empty string")
-    if "id" not in value:
-        raise SpecError(f"{field}.id", "is required: the template of the existing job's id, e.g. '{idempotency_key}'")
-    return {
-        "status": frozenset(statuses),
-        "body_contains": contains,
-        "id": _template(value["id"], f"{field}.id", frozenset({"idempotency_key"})),
-    }
 
 
 def _check_operation(operation: Operation, field: str) -> None:
@@ -535,28 +433,22 @@ class DeclarativeSpec:
 
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> DeclarativeSpec:
-        options = _object(options, "dialect_options")
-        if not options:
+        """Read a spec: its structure checked by the JSON Schema (spec_schema.py), then what the
+        schema cannot see (templates, JMESPath, fields that depend on each other)."""
+        if isinstance(options, Mapping) and not options:
             raise SpecError("operations", "the declarative dialect needs its spec in dialect_options (see docs/dialects.md)")
-        _only(options, TOP_LEVEL, "")
-        name = options.get("name", "declarative job API")
-        if not isinstance(name, str):
-            raise SpecError("name", "must be a string")
-        raw_ops = _object(options.get("operations"), "operations")
-        _only(raw_ops, tuple(OPERATIONS), "operations")
-        for required in REQUIRED_OPERATIONS:
-            if required not in raw_ops:
-                raise SpecError(f"operations.{required}", "is required")
-        operations = {op: _operation(op, spec, f"operations.{op}") for op, spec in raw_ops.items()}
-        record, time_unit = _record(options.get("record"))
-        status_map = _status_map(options.get("status_map"))
-        capabilities = _capabilities(options.get("capabilities", {}), operations, record)
+        validate(options)
+        operations = {op: _operation(op, spec, f"operations.{op}") for op, spec in options["operations"].items()}
+        record, time_unit = _record(options["record"])
+        status_map = _status_map(options["status_map"])
+        capabilities = _capabilities(options.get("capabilities", {}), operations)
         error_message = _compile_jmespath(options["error_message"], "error_message") if "error_message" in options else None
         job_url = _job_url(options["job_url"]) if "job_url" in options else None
+        name = options.get("name", "declarative job API")
         return cls(name, operations, record, time_unit, status_map, capabilities, error_message, job_url)
 
 
-def _job_url(value: Any) -> str:
+def _job_url(value: str) -> str:
     template = _template(value, "job_url", frozenset({"job_id"}))
     if not template.startswith(("https://", "http://", "/")) or template.startswith("//"):
         raise SpecError("job_url", f"must be an http(s) URL or a path under the base URL (starting with '/'), got {template!r}")
@@ -565,54 +457,26 @@ def _job_url(value: Any) -> str:
     return template
 
 
-def _record(value: Any) -> tuple[dict[str, Any], str]:
-    if value is None:
-        raise SpecError("record", "is required: JMESPath expressions for at least id and status")
-    value = _object(value, "record")
-    _only(value, RECORD_FIELDS, "record")
-    for required in ("id", "status"):
-        if required not in value:
-            raise SpecError(f"record.{required}", "is required")
-    time_unit = value.get("time_unit", "s")
-    if time_unit not in ("s", "ms"):
-        raise SpecError("record.time_unit", f"must be 's' or 'ms' (for numeric times), got {time_unit!r}")
+def _record(value: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     compiled: dict[str, Any] = {}
     for key, expr in value.items():
         if key == "time_unit":
             continue
-        if key in ("progress", "error") and isinstance(expr, Mapping):
-            allowed = ("completed", "total", "message") if key == "progress" else ("type", "message")
-            _only(expr, allowed, f"record.{key}")
+        if isinstance(expr, Mapping):  # progress, or error as type and message
             compiled[key] = {k: _compile_jmespath(v, f"record.{key}.{k}") for k, v in expr.items()}
-        elif key == "progress":
-            raise SpecError("record.progress", "must be an object of JMESPath expressions: completed, total, message")
         else:
             compiled[key] = _compile_jmespath(expr, f"record.{key}")
-    return compiled, time_unit
+    return compiled, str(value.get("time_unit", "s"))
 
 
-def _status_map(value: Any) -> dict[str, JobStatus]:
-    if value is None:
-        raise SpecError(
-            "status_map", "is required: the service's status values -> QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLING, CANCELLED"
-        )
-    value = _object(value, "status_map")
-    if not value:
-        raise SpecError("status_map", "is empty")
-    mapped: dict[str, JobStatus] = {}
-    for raw, ours in value.items():
-        try:
-            mapped[str(raw)] = JobStatus(str(ours).upper())
-        except ValueError:
-            raise SpecError(f"status_map.{raw}", f"{ours!r} is not one of {', '.join(s.value for s in JobStatus)}") from None
+def _status_map(value: Mapping[str, str]) -> dict[str, JobStatus]:
+    mapped = {str(raw): JobStatus(ours.upper()) for raw, ours in value.items()}
     if JobStatus.SUCCEEDED not in mapped.values():
         raise SpecError("status_map", "maps nothing to SUCCEEDED, so no job could ever succeed")
     return mapped
 
 
-def _capabilities(value: Any, operations: Mapping[str, Operation], record: Mapping[str, Any]) -> dict[str, bool]:
-    value = _object(value, "capabilities")
-    _only(value, CAPABILITIES, "capabilities")
+def _capabilities(value: Mapping[str, bool], operations: Mapping[str, Operation]) -> dict[str, bool]:
     logs = operations.get("logs")
     possible = {
         "batch_lookup": ("get_many" in operations, "needs operations.get_many"),
@@ -629,8 +493,6 @@ def _capabilities(value: Any, operations: Mapping[str, Operation], record: Mappi
     flags: dict[str, bool] = {}
     for name, (available, why) in possible.items():
         wanted = value.get(name, available)
-        if not isinstance(wanted, bool):
-            raise SpecError(f"capabilities.{name}", f"must be true or false, got {wanted!r}")
         if wanted and not available:
             raise SpecError(f"capabilities.{name}", why)
         flags[name] = wanted
@@ -674,7 +536,7 @@ class DeclarativeDialect(Dialect):
     def from_options(cls, options: Mapping[str, Any]) -> DeclarativeDialect:
         from jobservice_provider.presets import resolve  # presets are declarative specs shipped as package data
 
-        spec = DeclarativeSpec.parse(resolve(_object(options, "dialect_options")))
+        spec = DeclarativeSpec.parse(resolve(options))
         caps = spec.capabilities
         logs = None
         if caps["logs"]:

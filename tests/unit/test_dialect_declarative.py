@@ -343,3 +343,16 @@ def test_times_read_fast_mean_the_same_as_before() -> None:
         assert job.created_at == expected and job.created_at is not None and job.created_at.utcoffset() is not None, value
     with pytest.raises(MalformedResponseError, match=re.escape("record.created_at is not a timestamp: 'soon'")):
         dialect.parse_job(response(200, {"run_id": "r", "state": "busy", "at": "soon"}))
+
+
+def test_an_unchanged_record_is_not_mapped_again() -> None:
+    dialect = DeclarativeDialect.from_options(INHOUSE)
+    first = dialect.job_from_record({**RUN, "elapsed_ms": 1})
+    # Fields the spec does not read may change (Prefect's estimated run time does on every read).
+    assert dialect.job_from_record({**RUN, "elapsed_ms": 2}) is first
+    changed = dialect.job_from_record({**RUN, "done": RUN["done"] + 1})
+    assert changed is not first and changed.progress is not None and changed.progress.completed == RUN["done"] + 1
+    other = dialect.job_from_record({**RUN, "run_id": "r-99"})
+    assert other.id == "r-99" and dialect.job_from_record({**RUN, "done": RUN["done"] + 1}) is changed
+    with pytest.raises(MalformedResponseError, match=re.escape("record.id gave None")):
+        dialect.job_from_record({**RUN, "run_id": None})

@@ -64,6 +64,8 @@ _NOT_JMESPATH = frozenset({"duplicate", "max_batch", "parse", "missing", "page_s
 # A log of records: records one read asks for ({limit}) unless the spec says; seconds a finished
 # job's log is read on until it stops growing (operations.logs.settle_s), for any kind of log.
 DEFAULT_LOG_PAGE_SIZE = 100
+# Job records remembered per dialect (by job id), so an unchanged record is not mapped again.
+MAPPED_RECORDS = 20_000
 DEFAULT_LOG_SETTLE_S = 2.0
 # Request values a log operation's response expressions may use (a record log's paging).
 REQUEST_VALUES_IN_EXPRESSIONS = frozenset({"offset", "limit"})
@@ -525,6 +527,14 @@ class DeclarativeDialect(Dialect):
         self.spec = spec
         self.status_map = spec.status_map
         self.supports_idempotent_submit = spec.capabilities["idempotent_submit"]
+        # Every record expression, "id" first: what a record gives them decides the Job it maps to.
+        expressions = [spec.record["id"]]
+        for name, compiled in spec.record.items():
+            if name != "id":
+                expressions.extend(compiled.values() if isinstance(compiled, Mapping) else [compiled])
+        self._record_expressions: tuple[Any, ...] = tuple(expressions)
+        # job id -> (the values of the record expressions, the Job they map to); see job_from_record
+        self._mapped: dict[str, tuple[tuple[Any, ...], Job]] = {}
         get_many = spec.operations.get("get_many")
         self.max_batch = get_many.extra.get("max_batch", 100) if get_many else 100
         logs = spec.operations.get("logs")
@@ -554,7 +564,29 @@ class DeclarativeDialect(Dialect):
         return _search(self.spec.record[name], data, f"record.{name}") if name in self.spec.record else None
 
     def job_from_record(self, record: Any, *, body: bytes | None = None) -> Job:
-        """Read one job record with the spec's ``record`` expressions."""
+        """Read one job record with the spec's ``record`` expressions.
+
+        A triggerer reads the same records over and over while jobs run (most checks find
+        nothing changed), so a record whose expressions all give what they gave last time for
+        its job is not mapped again: the Job mapped then is returned (mapping is a pure function
+        of those values). The memo holds one entry per job id, at most ``MAPPED_RECORDS``.
+        """
+        if not isinstance(record, dict):
+            return self._map(record, body)
+        try:
+            values = tuple(expression.search(record) for expression in self._record_expressions)
+        except jmespath.exceptions.JMESPathError:
+            return self._map(record, body)  # which names the expression that failed
+        remembered = self._mapped.get(values[0]) if isinstance(values[0], str) else None
+        if remembered is not None and remembered[0] == values:
+            return remembered[1]
+        job = self._map(record, body)
+        if len(self._mapped) >= MAPPED_RECORDS:
+            self._mapped.clear()
+        self._mapped[job.id] = (values, job)
+        return job
+
+    def _map(self, record: Any, body: bytes | None) -> Job:
         try:
             if not isinstance(record, Mapping):
                 raise ValueError("the selected job record is not an object")

@@ -35,22 +35,30 @@ RESULTS = ROOT / "bench" / "results" / "latest.json"
 REAL_RESULTS = ROOT / "bench" / "results" / "real_triggerer.json"
 DOC = ROOT / "docs" / "benchmarks.md"
 PLOT = ROOT / "docs" / "img" / "benchmark.png"
-KIND_ORDER = ("ours", "ours-poll", "http", "batch", "floor")
+KIND_ORDER = ("ours", "ours-poll", "ours-prefect", "http", "batch", "floor")
 # Our trigger's kinds: the watch (the main result) and plain polling of the same API.
-OURS_KINDS = ("ours", "ours-poll")
+OURS_KINDS = ("ours", "ours-poll", "ours-prefect")
 # The lag panel is on a log scale; lateness below a millisecond is drawn at a millisecond.
 LAG_FLOOR = 0.001
 LAG_BIN = 5
 KIND_LABEL = {
     "ours": "JobStatusTrigger (ours)",
     "ours-poll": "JobStatusTrigger (ours, polling)",
+    "ours-prefect": "JobStatusTrigger (ours, prefect preset, polling)",
     "http": "HttpSensorTrigger",
     "batch": "BatchJobTrigger",
     "floor": "DateTimeTrigger (floor: the triggerer's own cost)",
 }
 # Short names for the ratio rows and the checks.
-KIND_SHORT = {"ours": "ours", "ours-poll": "ours (polling)"}
-KIND_COLOUR = {"ours": "#1b9e77", "ours-poll": "#66c2a5", "http": "#7570b3", "batch": "#d95f02", "floor": "#999999"}
+KIND_SHORT = {"ours": "ours", "ours-poll": "ours (polling)", "ours-prefect": "ours (prefect preset)"}
+KIND_COLOUR = {
+    "ours": "#1b9e77",
+    "ours-poll": "#66c2a5",
+    "ours-prefect": "#a6d854",
+    "http": "#7570b3",
+    "batch": "#d95f02",
+    "floor": "#999999",
+}
 MARKERS = {
     "table": ("<!-- BEGIN GENERATED: bench table (bench/report.py) -->", "<!-- END GENERATED: bench table -->"),
     "real": ("<!-- BEGIN GENERATED: real triggerer (bench/report.py) -->", "<!-- END GENERATED: real triggerer -->"),
@@ -203,7 +211,7 @@ def _checks_of(
     out.append((kb <= 10, text))
     latency_p99, limit = ours["latency_p99"], ours["interval"] * 1.3 + 1
     if p99 and latency_p99 is not None:
-        how = " with polling" if ours["kind"] == "ours-poll" else ""
+        how = " with polling" if ours["kind"] in ("ours-poll", "ours-prefect") else ""
         text = f"{label}: latency p99 {latency_p99:.2f} s ≤ {limit:.1f} s (interval × 1.3 + 1 s){how}"
         out.append((latency_p99 <= limit, text))
     latency_p50 = ours["latency_p50"]
@@ -236,6 +244,9 @@ def checks(results: Sequence[dict[str, Any]]) -> list[tuple[bool, str]]:
             out += _checks_of(f"N={n:,}", ours, others, p99=polling is None, p50=True)
         if polling is not None:
             out += _checks_of(f"N={n:,}, {KIND_SHORT['ours-poll']}", polling, others, p99=True, p50=False)
+        prefect = keyed.get((n, "ours-prefect"))
+        if prefect is not None:
+            out += _checks_of(f"N={n:,}, {KIND_SHORT['ours-prefect']}", prefect, others, p99=True, p50=False)
     return out
 
 
@@ -269,10 +280,10 @@ def markdown(doc: dict[str, Any]) -> str:
         ]
     batching = []
     for r in sorted((r for r in results if r["kind"] in OURS_KINDS), key=lambda r: (r["n"], _kind_rank(r["kind"]))):
-        calls = sum(v for k, v in r["requests"].items() if k.startswith("native_batch"))
-        ids = sum(v for k, v in r["ids_looked_up"].items() if k.startswith("native_batch"))
+        calls = sum(v for k, v in r["requests"].items() if k.startswith(("native_batch", "prefect_filter")))
+        ids = sum(v for k, v in r["ids_looked_up"].items() if k.startswith(("native_batch", "prefect_filter")))
         if calls:
-            how = " with polling" if r["kind"] == "ours-poll" else ""
+            how = {"ours-poll": " with polling", "ours-prefect": " (prefect preset)"}.get(r["kind"], "")
             batching.append(f"{ids / calls:.1f} at N = {r['n']:,}{how}")
     if batching:
         parts += ["", "Job ids per batch lookup of our trigger (at most 100): " + ", ".join(batching) + "."]

@@ -51,9 +51,13 @@ import psutil
 # (what any service without one gets: jittered polls coalesced into batch lookups). floor:
 # Airflow's DateTimeTrigger firing at each job's finish time, which needs nothing from the
 # service: what the triggerer itself spends on a trigger, the least any wait can cost.
-KINDS = ("ours", "ours-poll", "http", "batch", "floor")
+KINDS = ("ours", "ours-poll", "ours-prefect", "http", "batch", "floor")
 CONN_OURS = "bench_jobservice"
 CONN_OURS_POLL = "bench_jobservice_poll"
+# ours-prefect: the same trigger through the declarative dialect's prefect preset, on Prefect-shaped
+# flow runs (POST /api/flow_runs/filter): a service many users run, records of about 40 fields.
+CONN_OURS_PREFECT = "bench_jobservice_prefect"
+OURS_CONNECTIONS = {"ours": CONN_OURS, "ours-poll": CONN_OURS_POLL, "ours-prefect": CONN_OURS_PREFECT}
 # The native v1 API as a declarative spec without the watch (docs/dialects.md).
 NATIVE_WITHOUT_WATCH = {
     "name": "native v1 API, polled",
@@ -108,6 +112,14 @@ def connection_env(sim_url: str, ours_extra: dict[str, Any] | None = None) -> di
                 "extra": {"dialect": "declarative", "dialect_options": NATIVE_WITHOUT_WATCH},
             }
         ),
+        f"AIRFLOW_CONN_{CONN_OURS_PREFECT.upper()}": json.dumps(
+            {
+                "conn_type": "jobservice",
+                "host": sim_url + "/api",
+                "password": TOKEN,
+                "extra": {"dialect": "declarative", "dialect_options": {"preset": "prefect"}},
+            }
+        ),
         f"AIRFLOW_CONN_{CONN_HTTP.upper()}": json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"}),
         f"AIRFLOW_CONN_{CONN_AWS.upper()}": json.dumps(
             {
@@ -127,10 +139,10 @@ def connection_env(sim_url: str, ours_extra: dict[str, Any] | None = None) -> di
 
 def make_trigger(kind: str, job_id: str, interval: float, ours_poll: dict[str, Any], finish: float | None = None) -> Any:
     """A trigger as a deferring operator would create it (``finish``: the job's, for ``floor``)."""
-    if kind in ("ours", "ours-poll"):
+    if kind in OURS_CONNECTIONS:
         from jobservice_provider.triggers.jobservice import JobStatusTrigger
 
-        conn_id = CONN_OURS if kind == "ours" else CONN_OURS_POLL
+        conn_id = OURS_CONNECTIONS[kind]
         return JobStatusTrigger(job_id=job_id, jobservice_conn_id=conn_id, poll_policy={"interval": interval, **ours_poll})
     if kind == "floor":
         import pendulum
@@ -181,7 +193,7 @@ def _decode_datetime(value: dict[str, Any]) -> Any:
 def event_ok(kind: str, payload: Any, job_id: str) -> bool:
     if kind == "floor":
         return payload is not None
-    if kind in ("ours", "ours-poll"):
+    if kind in OURS_CONNECTIONS:
         return isinstance(payload, dict) and payload.get("status") == "success" and payload.get("job_id") == job_id
     if kind == "http":
         return payload is True
@@ -409,7 +421,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     n = args.n
     wm = wait_minutes or float("nan")
     pool_size = None
-    if args.kind in ("ours", "ours-poll"):
+    if args.kind in OURS_CONNECTIONS:
         from jobservice_provider.core import sessions
 
         pool_size = getattr(sessions, "DEFAULT_CONNECTION_LIMIT", None)

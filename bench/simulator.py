@@ -148,6 +148,59 @@ class Simulation:
             "timeout_s": None,
         }
 
+    def prefect_record(self, jid: str, finish: float, now: float) -> dict[str, Any]:
+        """A Prefect 3 flow run as ``POST /api/flow_runs/filter`` returns it (every field Prefect 3.9
+        sends; the estimated run time changes on every read, as Prefect's does)."""
+        done = now >= finish
+        state_type, state_name = ("COMPLETED", "Completed") if done else ("RUNNING", "Running")
+        ended = _iso(finish) if done else None
+        return {
+            "id": jid,
+            "created": _iso(self.created),
+            "updated": _iso(finish if done else self.created),
+            "name": f"bench-{jid[-12:]}",
+            "flow_id": "0b7e6f1c-0000-4000-8000-00000000f100",
+            "state_id": f"{jid}-{state_type.lower()}",
+            "deployment_id": "0b7e6f1c-0000-4000-8000-0000000000de",
+            "deployment_version": None,
+            "work_queue_name": "default",
+            "flow_version": "1",
+            "parameters": {"seconds": 60},
+            "idempotency_key": None,
+            "context": {},
+            "empirical_policy": {"max_retries": 0, "retry_delay_seconds": 0.0, "retries": 0, "retry_delay": 0, "pause_keys": []},
+            "tags": [],
+            "labels": {"prefect.flow.id": "0b7e6f1c-0000-4000-8000-00000000f100", "bench_run": str(self.run)},
+            "parent_task_run_id": None,
+            "state_type": state_type,
+            "state_name": state_name,
+            "run_count": 1,
+            "expected_start_time": _iso(self.created),
+            "next_scheduled_start_time": None,
+            "start_time": _iso(self.created),
+            "end_time": ended,
+            "total_run_time": (finish - self.created) if done else 0.0,
+            "estimated_run_time": max(0.0, (finish if done else now) - self.created),
+            "estimated_start_time_delta": 0.0,
+            "auto_scheduled": False,
+            "infrastructure_document_id": None,
+            "infrastructure_pid": None,
+            "created_by": None,
+            "work_queue_id": "0b7e6f1c-0000-4000-8000-0000000000a1",
+            "work_pool_id": "0b7e6f1c-0000-4000-8000-0000000000a2",
+            "work_pool_name": "bench",
+            "state": {
+                "id": f"{jid}-{state_type.lower()}",
+                "type": state_type,
+                "name": state_name,
+                "timestamp": ended or _iso(self.created),
+                "message": None,
+                "data": None,
+                "state_details": {"flow_run_id": jid, "task_run_id": None, "pause_reschedule": False},
+            },
+            "job_variables": {},
+        }
+
     def batch_record(self, jid: str, finish: float, now: float) -> dict[str, Any]:
         done = now >= finish
         record: dict[str, Any] = {
@@ -236,6 +289,22 @@ def make_app(sim: Simulation) -> web.Application:
             else:
                 jobs.append(sim.native_record(jid, found[1], now))
         return web.json_response({"jobs": jobs, "missing": missing})
+
+    @routes.post("/api/flow_runs/filter")
+    async def prefect_filter(request: web.Request) -> web.Response:
+        """Prefect 3's flow run filter, as the prefect preset's batch lookup sends it."""
+        sim.counters["prefect_filter"] += 1
+        if not authorised(request):
+            return web.json_response({"detail": "Unauthorized"}, status=401)
+        try:
+            body = await request.json()
+            ids = body["flow_runs"]["id"]["any_"]
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"detail": "the simulator only serves filters by flow run id"}, status=422)
+        sim.counters["prefect_filter_ids"] += len(ids)
+        now = time.time()
+        runs = [sim.prefect_record(jid, found[1], now) for jid in dict.fromkeys(ids) if (found := sim.lookup(jid)) is not None]
+        return web.json_response(runs[: int(body.get("limit", 200))])
 
     @routes.post("/v1/watch")
     async def watch(request: web.Request) -> web.Response:

@@ -131,7 +131,7 @@ def test_simulator_speaks_native_http_and_batch(simulator: str) -> None:
 def test_quick_run_of_ours_and_http(tmp_path: Path) -> None:
     _needs_bench_extra()
     results, plot = tmp_path / "quick.json", tmp_path / "quick.png"
-    kinds = ["ours", "ours-poll", "http", "floor"]
+    kinds = ["ours", "ours-poll", "ours-prefect", "http", "floor"]
     proc = subprocess.run(
         [sys.executable, "bench/run_all.py", "--quick", "--kinds", *kinds, f"--results={results}", f"--plot={plot}"],
         cwd=REPO,
@@ -168,6 +168,9 @@ def test_quick_run_of_ours_and_http(tmp_path: Path) -> None:
     # Polling: batch lookups only, never the watch.
     assert polling["requests_total"] > 0 and set(polling["requests"]) == {"native_batch"}, polling
     assert polling["tcp_connections"] > 0, polling
+    # The prefect preset polls Prefect-shaped flow runs: flow run filters only.
+    prefect = by_kind["ours-prefect"]
+    assert prefect["requests_total"] > 0 and set(prefect["requests"]) == {"prefect_filter"}, prefect
     # The floor waits for the clock alone.
     assert not any(kind.startswith("native") for kind in floor["requests"]) and floor["requests_total"] == 0, floor
     assert "| 20 | JobStatusTrigger (ours) |" in proc.stdout and "| 20 | JobStatusTrigger (ours, polling) |" in proc.stdout

@@ -7,6 +7,7 @@ Distributions are made for real: a ``*.dist-info`` directory with ``entry_points
 
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -98,3 +99,21 @@ def test_a_broken_installed_dialect_is_a_clear_error(site: Path, value: str, sou
         ServiceConfig.from_connection_fields(conn_id="c", host="http://h", extra={"dialect": "team"})
     message = str(caught.value)
     assert f"dialect 'team' (entry point '{value}' in group '{ENTRY_POINT_GROUP}')" in message and problem in message
+
+
+def test_the_value_objects_check_what_they_are_given() -> None:
+    from jobservice_provider import ListQuery, SubmitRequest
+    from jobservice_provider.core.errors import InvalidRequestError
+
+    assert ListQuery(status=["running"]).status == ("RUNNING",) == ListQuery(status="running").status
+    assert hash(ListQuery(status=["running"])) == hash(ListQuery(status=("RUNNING",)))
+    for bad, message in [
+        (lambda: ListQuery(limit=0), "limit must be a positive integer, got 0"),
+        (lambda: ListQuery(created_after="soon"), "created_after must be an ISO 8601 date-time, got 'soon'"),
+        (lambda: SubmitRequest(""), "job_type must be a non-empty string, got ''"),
+        (lambda: SubmitRequest("x", ["a"]), "params must be an object, got list"),  # type: ignore[arg-type]
+        (lambda: SubmitRequest("x", meta="m"), "meta must be an object, got str"),  # type: ignore[arg-type]
+        (lambda: SubmitRequest("x", idempotency_key=""), "idempotency_key must be a non-empty string, got ''"),
+    ]:
+        with pytest.raises(InvalidRequestError, match=re.escape(message)):
+            bad()

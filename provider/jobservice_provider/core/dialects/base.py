@@ -82,7 +82,7 @@ class ListQuery:
     :meth:`matches` as well, so a service that filters less (or not at all) lists the same jobs.
     """
 
-    status: tuple[str, ...] = ()
+    status: Sequence[str] = ()  # kept as a tuple of upper-case names
     job_type: str | None = None
     created_after: str | None = None
     limit: int | None = None

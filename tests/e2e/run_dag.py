@@ -62,7 +62,9 @@ def main(dag_file: str, dag_id: str, run_conf: str = "{}", logical_date: str = "
                 TaskStateStoreModel.dag_id == dag.dag_id, TaskStateStoreModel.run_id == dag_run.run_id
             )
             for state in session.scalars(states):
-                name = state.task_id if state.map_index < 0 else f"{state.task_id}[{state.map_index}]"
+                # Airflow 3.4 calls the map index of a stored value its region_index.
+                index = state.map_index if hasattr(state, "map_index") else state.region_index
+                name = state.task_id if index < 0 else f"{state.task_id}[{index}]"
                 summary["tasks"][name]["task_state"][state.key] = json.loads(state.value)
     print(RESULT_PREFIX + json.dumps(summary, default=str), flush=True)
     return 0

@@ -44,7 +44,11 @@ class Check:
         self.token = token
 
     def __lt__(self, other: Check) -> bool:
-        return (self.latest, self.seq) < (other.latest, other.seq)
+        # (latest, seq) order, without building two tuples per comparison: the heap compares
+        # checks about twenty times per status check.
+        if self.latest != other.latest:
+            return self.latest < other.latest
+        return self.seq < other.seq
 
 
 class Entry:

@@ -223,6 +223,13 @@ async def wait_for_job(
     log_due: float | None = None  # when the log is read next; None until the job is known to exist
     changes = Staleness(spec.stale_after) if spec.stale_after is not None else None
     checked_at = float("-inf")
+    # Resolved once: on a structlog proxy (a trigger's log) every attribute read binds a new logger,
+    # and this line is written (or dropped) on every check of every wait.
+    debug = logger.debug
+    # Most checks find the job as it was: the dialects hand back the very Job object they mapped
+    # last time (it is frozen), so what depends only on the job is worked out once per change.
+    ending = WaitVerdict.WAITING
+    born_at: float | None = None
 
     while True:
         remaining: float | None = None
@@ -300,7 +307,10 @@ async def wait_for_job(
         if streak is not None:
             streak = None  # the failures are over
             outage.succeeded()
-        if last is None or (job.raw_status, job.progress, job.error) != (last.raw_status, last.progress, last.error):
+        changed = job is not last
+        if changed and (
+            last is None or (job.raw_status, job.progress, job.error) != (last.raw_status, last.progress, last.error)
+        ):
             logger.info("%s", describe(job))
         if job.status is None and job.raw_status not in (unknown_logged or ()):
             unknown_logged = unknown_logged or set()
@@ -310,7 +320,10 @@ async def wait_for_job(
         checked_at = clock()
         if changes is not None:
             changes.seen(job, checked_at)
-        ending = verdict(job.status, spec.targets, spec.failures)
+        if changed:
+            ending = verdict(job.status, spec.targets, spec.failures)
+            born = job.started_at or job.created_at
+            born_at = born.timestamp() if born else None
         if follower is not None:
             if ending is not WaitVerdict.WAITING:
                 await follower.poll(ended=job.status in TERMINAL)  # what the job wrote last
@@ -322,10 +335,9 @@ async def wait_for_job(
                 return _result(Outcome.SUCCESS, describe(job), spec, last, follower)
             case WaitVerdict.FAILED:
                 return _result(Outcome.FAILED, describe(job), spec, last, follower)
-        born = job.started_at or job.created_at
-        age = max(0.0, clock() - born.timestamp()) if born else clock() - started
+        age = max(0.0, clock() - born_at) if born_at is not None else clock() - started
         delay = spec.poll.next_delay(age, rand)
-        logger.debug("Job %s still %s; next check in %.1fs", job_id, job.raw_status, delay)
+        debug("Job %s still %s; next check in %.1fs", job_id, job.raw_status, delay)
 
 
 def _result(outcome: Outcome, message: str, spec: WaitSpec, last: Job | None, follower: LogFollower | None) -> WaitResult:

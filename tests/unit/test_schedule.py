@@ -25,6 +25,16 @@ def test_checks_due_within_the_window_come_out_together_and_later_ones_wait() ->
     assert schedule.wake_at() == 30.25
 
 
+def test_checks_come_out_by_their_latest_moment_and_ties_in_the_order_they_were_asked_for() -> None:
+    schedule = CheckSchedule(window=1.0)
+    asked = [("e", 10.0), ("a", 10.0), ("d", 9.8), ("c", 10.0), ("b", 9.9), ("f", 10.0)]
+    for job_id, delay in asked:
+        schedule.subscribe(job_id)
+        schedule.add(job_id, now=0.0, delay=delay)
+    # latest = due + 0.5: d (10.3), b (10.4), then the four due at 10 s in the order they came.
+    assert [check.job_id for check in schedule.take_due(10.0)] == ["d", "b", "e", "a", "c", "f"]
+
+
 def test_slack_is_a_tenth_of_a_short_delay_so_fast_waits_keep_their_pace() -> None:
     schedule = CheckSchedule(window=0.5)
     schedule.subscribe("fast")

@@ -248,3 +248,28 @@ async def test_a_check_the_watcher_may_hold_is_still_bounded_by_the_deadline() -
     result = await wait_for_job(LogsOnly(), spec, check_now=True, lookup=lookup)  # type: ignore[arg-type]
     # The log needs regular wake-ups: no check may be held (the log read may come first, then the deadline).
     assert result.outcome is Outcome.TIMEOUT and asked and not any(asked)
+
+
+async def test_a_record_seen_again_is_judged_as_before_and_a_new_one_afresh(caplog: pytest.LogCaptureFixture) -> None:
+    """Dialects hand back the very Job object when a record did not change (the wait then skips
+    working out what it already knows); the job's age, the verdict and the status line must
+    still follow the record of every check."""
+    clock = FakeClock()
+    first = Job.from_json({"id": "j_1", "status": "RUNNING", "started_at": "1970-01-01T00:06:40Z"})  # t=400
+    restarted = Job.from_json({"id": "j_1", "status": "RUNNING", "started_at": "1970-01-01T00:18:20Z"})  # t=1100
+    done = Job.from_json({"id": "j_1", "status": "SUCCEEDED", "started_at": "1970-01-01T00:18:20Z"})
+    answers = [first, first, restarted, restarted, done]
+
+    class SameObjects(ScriptedService):
+        async def get_job(self, job_id: str) -> Job:
+            self.calls += 1
+            return answers[self.calls - 1]
+
+    spec = WaitSpec(job_id="j_1", poll=PollPolicy(interval=10.0, max_interval=1_000.0, jitter=0.0))
+    with caplog.at_level(logging.INFO, logger="jobservice_provider.core.wait"):
+        result = await wait_for_job(SameObjects([]), spec, clock=clock, sleep=clock.sleep, rand=lambda: 0.5)
+    assert result.outcome is Outcome.SUCCESS
+    # A tenth of the age of the record just seen: 605 s and 665.5 s old, then 32.05 s and 42.05 s after the restart.
+    assert clock.sleeps == pytest.approx([5.0, 60.5, 66.55, 10.0, 10.0])
+    status_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Job j_1:")]
+    assert status_lines == ["Job j_1: RUNNING", "Job j_1: SUCCEEDED"]

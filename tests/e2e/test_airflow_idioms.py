@@ -5,19 +5,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import REPO, conn_json
+from tests.conftest import conn_json
+from tests.support.dag_test import run_dag_file
 
 from jobservice_provider.hooks.jobservice import JobServiceHook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("airflow_db")]
 DAGS = Path(__file__).parent / "dags"
-RUNNER = Path(__file__).parent / "run_dag.py"
 # A connection nothing listens on: a task that used it instead of the templated one fails.
 NOWHERE = "http://127.0.0.1:9"
 # Where Airflow keeps what the extra link showed for a task instance.
@@ -29,18 +27,7 @@ def run_dag(dag_id: str, conf: dict[str, Any] | None = None, **connections: str)
     given ``AIRFLOW_CONN_<NAME>`` connections; its summary and everything it printed."""
     environ = {**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS)}
     environ.update({f"AIRFLOW_CONN_{name.upper()}": value for name, value in connections.items()})
-    done = subprocess.run(
-        [sys.executable, str(RUNNER), str(DAGS / "idioms_dags.py"), dag_id, json.dumps(conf or {})],
-        capture_output=True,
-        text=True,
-        env=environ,
-        timeout=300,
-        cwd=REPO,
-    )
-    output = done.stdout + done.stderr
-    lines = [line for line in done.stdout.splitlines() if line.startswith("DAGTEST-RESULT ")]
-    assert lines, output[-4000:]
-    return json.loads(lines[-1].removeprefix("DAGTEST-RESULT ")), output
+    return run_dag_file(DAGS / "idioms_dags.py", dag_id, json.dumps(conf or {}), env=environ)
 
 
 def user_xcoms(task: dict[str, Any]) -> dict[str, Any]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +11,8 @@ from typing import Any
 
 import pendulum
 import pytest
-from tests.conftest import REPO, conn_json
+from tests.conftest import conn_json
+from tests.support.dag_test import run_dag_file
 from tests.support.hiding_proxy import HidingProxy
 
 from jobservice_provider._compat import HAS_TASK_STATE_STORE
@@ -25,7 +24,6 @@ from jobservice_provider.hooks.jobservice import JobServiceHook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("airflow_db")]
 DAGS = Path(__file__).parent / "dags"
-RUNNER = Path(__file__).parent / "run_dag.py"
 
 
 def run_dag(
@@ -42,18 +40,7 @@ def run_dag(
     environ = {**os.environ, **(env or {})}
     environ["AIRFLOW_CONN_JOBSERVICE_DEFAULT"] = conn_json(base_url, token, **extra)
     environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
-    done = subprocess.run(
-        [sys.executable, str(RUNNER), str(DAGS / "semantics_dags.py"), dag_id, json.dumps(conf or {}), logical_date],
-        capture_output=True,
-        text=True,
-        env=environ,
-        timeout=300,
-        cwd=REPO,
-    )
-    output = done.stdout + done.stderr
-    lines = [line for line in done.stdout.splitlines() if line.startswith("DAGTEST-RESULT ")]
-    assert lines, output[-4000:]
-    return json.loads(lines[-1].removeprefix("DAGTEST-RESULT ")), output
+    return run_dag_file(DAGS / "semantics_dags.py", dag_id, json.dumps(conf or {}), logical_date, env=environ)
 
 
 @pytest.fixture

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.conftest import REPO, conn_json
+from tests.support.dag_test import run_dag_file
 
 from jobservice_provider._compat import HAS_TASK_STATE_STORE, TRIGGER_ON_KILL
 
@@ -31,11 +29,7 @@ def test_example_dags_import_without_errors() -> None:
 def run_dag_test(dag_file: Path, local_service: Any) -> tuple[dict[str, Any], str]:
     env = os.environ.copy()
     env["AIRFLOW_CONN_JOBSERVICE_DEFAULT"] = conn_json(local_service.base_url, local_service.token)
-    done = subprocess.run([sys.executable, str(RUNNER), str(dag_file)], capture_output=True, text=True, env=env, timeout=300)
-    output = done.stdout + done.stderr
-    lines = [line for line in done.stdout.splitlines() if line.startswith("DAGTEST-RESULT ")]
-    assert lines, output[-4000:]
-    return json.loads(lines[-1].removeprefix("DAGTEST-RESULT ")), output
+    return run_dag_file(dag_file, env=env, runner=RUNNER)
 
 
 @pytest.mark.usefixtures("airflow_db")

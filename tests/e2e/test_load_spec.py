@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from tests.conftest import REPO
 from tests.integration.test_declarative_dialect import TOKEN, InHouseService, doc_spec
+from tests.support.dag_test import run_dag_file
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("airflow_db")]
 DOC = (REPO / "docs" / "dialects.md").read_text()
@@ -90,17 +91,11 @@ def test_the_documented_connections_add_command_loads_the_spec_unescaped(inhouse
     # A DAG's task reads it as every task does (through Airflow's execution API) and runs a job through it.
     (tmp_path / "dag.py").write_text(DAG)
     env["AIRFLOW__CORE__DAGS_FOLDER"] = str(tmp_path)
-    done = subprocess.run(
-        [sys.executable, str(RUNNER), str(tmp_path / "dag.py"), "load_spec"], capture_output=True, text=True, env=env, timeout=300
-    )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("DAGTEST-RESULT ")]
-    assert lines, (done.stdout + done.stderr)[-4000:]
-    summary = json.loads(lines[-1].removeprefix("DAGTEST-RESULT "))
-    assert summary["state"] == "success", (summary, done.stdout[-3000:])
+    summary, output = run_dag_file(tmp_path / "dag.py", "load_spec", env=env)
+    assert summary["state"] == "success", (summary, output[-3000:])
     assert summary["tasks"]["export"]["xcom"]["return_value"] == {"rows": 2}
 
 
-RUNNER = REPO / "tests" / "e2e" / "run_dag.py"
 DAG = """
 from datetime import datetime
 

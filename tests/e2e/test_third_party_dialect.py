@@ -9,23 +9,20 @@ code) against the real local service.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import REPO, conn_json
+from tests.conftest import conn_json
+from tests.support.dag_test import run_dag_file
 
 from jobservice_provider.core.dialects import ENTRY_POINT_GROUP
 from jobservice_provider.hooks.jobservice import JobServiceHook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("airflow_db")]
 DAGS = Path(__file__).parent / "dags"
-RUNNER = Path(__file__).parent / "run_dag.py"
 PACKAGE = "jobservice-example-dialect"
 
 
@@ -47,18 +44,7 @@ def test_a_dag_runs_through_a_dialect_registered_by_entry_point(local_service: A
         ),
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
     }
-    done = subprocess.run(
-        [sys.executable, str(RUNNER), str(DAGS / "third_party_dialect_dags.py"), "third_party_dialect"],
-        capture_output=True,
-        text=True,
-        env=environ,
-        timeout=300,
-        cwd=REPO,
-    )
-    output = done.stdout + done.stderr
-    lines = [line for line in done.stdout.splitlines() if line.startswith("DAGTEST-RESULT ")]
-    assert lines, output[-4000:]
-    summary = json.loads(lines[-1].removeprefix("DAGTEST-RESULT "))
+    summary, output = run_dag_file(DAGS / "third_party_dialect_dags.py", "third_party_dialect", env=environ)
     assert summary["state"] == "success", (summary, output[-4000:])
     run, check = summary["tasks"]["run"], summary["tasks"]["check"]
     assert run["xcom"]["return_value"] == {"rows": 7}

@@ -24,6 +24,7 @@ from aiohttp import web
 from airflow.sdk.exceptions import TaskDeferred
 from tests.conftest import conn_json
 from tests.support.airflow_context import make_context
+from tests.support.dag_test import run_trigger
 from tests.support.fault_proxy import FaultProxy
 from tests.support.local_service import LocalService
 from tests.support.shaping_proxy import Shape, ShapingProxy, network_is_shaped
@@ -82,16 +83,6 @@ def carried_in_segments(service: LocalService, at_least: int) -> Iterator[None]:
     segments = after.segments_to_client - before.segments_to_client
     assert sent >= at_least, f"only {sent} bytes went through the shaping proxy, expected at least {at_least}"
     assert segments >= sent / shaper.shape.segment_bytes, f"{sent} bytes in only {segments} segments"
-
-
-def run_trigger(trigger: JobStatusTrigger) -> dict[str, Any]:
-    """The first event of the trigger rebuilt from its serialized form, as the triggerer runs it."""
-    _, kwargs = trigger.serialize()
-
-    async def first_event() -> dict[str, Any]:
-        return (await anext(JobStatusTrigger(**kwargs).run())).payload
-
-    return asyncio.run(first_event())
 
 
 # -- bodies up and down ---------------------------------------------------------------------

@@ -26,6 +26,7 @@ from aiohttp import web
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
 from tests.conftest import REPO, conn_json
 from tests.support.airflow_context import make_context
+from tests.support.dag_test import run_trigger
 
 from jobservice_provider.core.dialects import ListQuery, SubmitRequest
 from jobservice_provider.core.errors import AuthenticationError, ConfigurationError, InvalidRequestError, JobNotFoundError
@@ -255,16 +256,6 @@ def connections(inhouse: InHouseService, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv(
         "AIRFLOW_CONN_EXPORTS", conn_json(inhouse.base_url, TOKEN, dialect="declarative", dialect_options=EXPORTS_SPEC)
     )
-
-
-def run_trigger(trigger: JobStatusTrigger) -> dict[str, Any]:
-    _, kwargs = trigger.serialize()
-
-    async def first_event() -> dict[str, Any]:
-        event = await anext(JobStatusTrigger(**kwargs).run())
-        return event.payload
-
-    return asyncio.run(first_event())
 
 
 def test_every_hook_call_through_the_spec(inhouse: InHouseService) -> None:

@@ -10,6 +10,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 from tests.conftest import conn_json
 from tests.support.airflow_context import make_context
+from tests.support.dag_test import run_trigger
 
 from jobservice_provider.core.dialects import ListQuery, SubmitRequest
 from jobservice_provider.core.errors import JobNotFoundError
@@ -19,20 +20,8 @@ from jobservice_provider.core.wait import WaitSpec
 from jobservice_provider.hooks.jobservice import JobServiceHook
 from jobservice_provider.operators.jobservice import CancelJobOperator, SubmitAndWaitOperator
 from jobservice_provider.sensors.jobservice import JobCompleteSensor
-from jobservice_provider.triggers.jobservice import JobStatusTrigger
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("jobservice_conn")]
-
-
-def run_trigger(trigger: JobStatusTrigger) -> dict[str, Any]:
-    """Drive the trigger the way the triggerer does: rebuilt from its serialized form, first event."""
-    _, kwargs = trigger.serialize()
-
-    async def first_event() -> dict[str, Any]:
-        event = await anext(JobStatusTrigger(**kwargs).run())
-        return event.payload
-
-    return asyncio.run(first_event())
 
 
 def test_sync_face_covers_every_call() -> None:

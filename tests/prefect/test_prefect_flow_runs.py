@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -19,6 +18,7 @@ from airflow.sdk.exceptions import TaskDeferred
 from tests.conftest import REPO
 from tests.prefect.conftest import PrefectServer
 from tests.support.airflow_context import make_context
+from tests.support.dag_test import RUNNER, dag_test_summary, run_trigger
 
 from jobservice_provider.core.dialects import ListQuery, SubmitRequest
 from jobservice_provider.core.errors import JobNotFoundError, JobServiceError
@@ -26,10 +26,8 @@ from jobservice_provider.core.job import Job
 from jobservice_provider.core.status import TERMINAL, JobStatus
 from jobservice_provider.hooks.jobservice import JobServiceHook
 from jobservice_provider.operators.jobservice import SubmitAndWaitOperator
-from jobservice_provider.triggers.jobservice import JobStatusTrigger
 
 DAGS = Path(__file__).parent / "dags" / "prefect_dags.py"
-RUNNER = REPO / "tests" / "e2e" / "run_dag.py"
 RESULT = {"answer": 42, "rows": [1, 2, 3], "note": 'ünïcode & "quotes"'}
 
 
@@ -64,21 +62,9 @@ def run_dag(
     finally:
         timer.cancel()
     output = "".join(lines)
-    results = [line for line in lines if line.startswith("DAGTEST-RESULT ")]
-    assert results, output[-4000:]
+    summary = dag_test_summary(output, output)
     assert then is None, f"{when!r} never appeared in the output:\n{output[-4000:]}"
-    return json.loads(results[-1].removeprefix("DAGTEST-RESULT ")), output
-
-
-def run_trigger(trigger: JobStatusTrigger) -> dict[str, Any]:
-    """Drive the trigger as the triggerer does: rebuilt from its serialized form, first event."""
-    _, kwargs = trigger.serialize()
-
-    async def first_event() -> dict[str, Any]:
-        event = await anext(JobStatusTrigger(**kwargs).run())
-        return event.payload
-
-    return asyncio.run(first_event())
+    return summary, output
 
 
 def wait_until(hook: JobServiceHook, job_id: str, statuses: frozenset[JobStatus], timeout: float = 90) -> Job:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -18,6 +14,7 @@ from airflow.sdk.exceptions import AirflowException, TaskDeferred
 from tests.conftest import REPO
 from tests.ray.conftest import RayHead, ray_conn_json
 from tests.support.airflow_context import make_context
+from tests.support.dag_test import run_dag_file, run_trigger
 
 from jobservice_provider.core.dialects import ListQuery, SubmitRequest
 from jobservice_provider.core.errors import JobNotFoundError
@@ -25,23 +22,11 @@ from jobservice_provider.core.job import Job
 from jobservice_provider.core.status import TERMINAL, JobStatus
 from jobservice_provider.hooks.jobservice import JobServiceHook
 from jobservice_provider.operators.jobservice import CancelJobOperator, SubmitAndWaitOperator
-from jobservice_provider.triggers.jobservice import JobStatusTrigger
 
 RUNNER = REPO / "scripts" / "dagtest_runner.py"
 PRINT_RESULT = "python -c \"import json; print('working'); print(json.dumps({'rows': 3}))\""
 FAIL = "python -c \"import sys; print('boom: bad row 17', file=sys.stderr); sys.exit(3)\""
 LONG = "python -c \"import time\nfor i in range(600): print('tick', i, flush=True); time.sleep(0.1)\""
-
-
-def run_trigger(trigger: JobStatusTrigger) -> dict[str, Any]:
-    """Drive the trigger as the triggerer does: rebuilt from its serialized form, first event."""
-    _, kwargs = trigger.serialize()
-
-    async def first_event() -> dict[str, Any]:
-        event = await anext(JobStatusTrigger(**kwargs).run())
-        return event.payload
-
-    return asyncio.run(first_event())
 
 
 def wait_until(hook: JobServiceHook, job_id: str, statuses: frozenset[JobStatus], timeout: float = 90) -> Job:
@@ -56,11 +41,7 @@ def run_dag(dag_file: Path, conn: str) -> tuple[dict[str, Any], str]:
     env = os.environ.copy()
     env["AIRFLOW_CONN_JOBSERVICE_DEFAULT"] = conn
     env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dag_file.parent)  # dag.test() runs DAGs of the dags folder only
-    done = subprocess.run([sys.executable, str(RUNNER), str(dag_file)], capture_output=True, text=True, env=env, timeout=300)
-    output = done.stdout + done.stderr
-    lines = [line for line in done.stdout.splitlines() if line.startswith("DAGTEST-RESULT ")]
-    assert lines, output[-4000:]
-    return json.loads(lines[-1].removeprefix("DAGTEST-RESULT ")), output
+    return run_dag_file(dag_file, env=env, runner=RUNNER)
 
 
 @pytest.mark.usefixtures("airflow_db")

@@ -52,7 +52,9 @@ def test_the_ray_preset_links_to_the_dashboards_job_page_as_the_ray_dialect_does
     record = {"submission_id": "airflow:d:t:run 1", "status": "RUNNING"}
     job = preset.parse_job(HttpResponse(200, {}, json.dumps(record).encode()))
     url = preset.job_url(job, "http://head:8265")
-    assert url == ray.job_url(ray.job_from_json(record), "http://head:8265") == "http://head:8265/#/jobs/airflow%3Ad%3At%3Arun%201"
+    assert (
+        url == ray.job_url(ray.job_from_json(record), "http://head:8265") == "http://head:8265/#/jobs/airflow%3Ad%3At%3Arun%201"
+    )
 
 
 def test_the_newest_version_by_default_a_pinned_one_on_request() -> None:

@@ -232,8 +232,9 @@ class ProcessExecution:
                 self._signal_group(signal.SIGKILL)
             if control_task is not None:
                 # EOF comes when the runner exits, unless a forked grandchild kept the pipe.
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(control_task), CONTROL_DRAIN_TIMEOUT)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(CONTROL_DRAIN_TIMEOUT):  # not wait_for: it can swallow a cancel on 3.11
+                        await asyncio.shield(control_task)
             return self.describe_exit(returncode, self)
         except BaseException:
             if proc.returncode is None:

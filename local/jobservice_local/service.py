@@ -490,7 +490,10 @@ class LocalJobService:
         for job_id in watched:
             self._waiters.setdefault(job_id, set()).add(waiter)
         try:
-            await asyncio.wait_for(waiter, wait_s)
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancel (a client gone, a shutdown)
+            # that lands as the waiter is woken.
+            async with asyncio.timeout(wait_s):
+                await waiter
         except TimeoutError:
             pass
         finally:

@@ -33,6 +33,7 @@ STOP_TIMEOUT = 30.0
 SETUP_HINT = "install it with `bash .ci/setup.d/40-prefect.sh` (or set JOBSERVICE_PREFECT_VENV to a venv with prefect 3)"
 FLOWS = Path(__file__).parent / "flows.py"
 DEPLOYMENTS = ("echo", "long", "gate", "fail", "chatty")
+API_RETRIES = 5
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -113,12 +114,27 @@ class PrefectServer:
         return path.read_text(errors="replace")[-size:] if path.exists() else ""
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
+        """One call of the test's own, retried as Prefect's client retries it.
+
+        Prefect's server answers 503 when its SQLite database is busy (a "retryable" database error;
+        the transaction was rolled back), and its own client retries 429, 502 and 503 up to five times
+        with backoff. Seen in CI with the Ray and Airflow tiers loading the machine. The provider under
+        test does its own retrying; this is only the harness that sets up and inspects flow runs.
+        """
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
             self.api_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read() or b"null")
+        for attempt in range(API_RETRIES + 1):
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return json.loads(response.read() or b"null")
+            except urllib.error.HTTPError as error:
+                if error.code not in (429, 502, 503) or attempt == API_RETRIES:
+                    raise
+                retry_after = error.headers.get("Retry-After", "")
+                time.sleep(float(retry_after) if retry_after.isdigit() else 2**attempt)
+        raise AssertionError("unreachable")
 
     def flow_runs(self, deployment: str) -> list[dict[str, Any]]:
         body = {"deployments": {"id": {"any_": [self.deployments[deployment]]}}, "limit": 200}

@@ -279,3 +279,24 @@ async def test_an_answer_for_a_check_its_waiter_gave_up_on_is_dropped_and_the_wa
         assert held.cancelled()
         client.answers.put_nowait(([Job.from_json({"id": "j1", "status": "SUCCEEDED", "version": 3})], []))
         assert (await asyncio.wait_for(subscription.check(0.05, True), 2)).version == 3
+
+
+async def test_closing_ends_the_poller_even_when_it_is_woken_in_the_same_moment() -> None:
+    """The last wait leaving closes the watcher. If something woke the poller in the same loop
+    iteration (a check added or withdrawn), Python 3.11's ``asyncio.wait_for`` returned the wake-up
+    and swallowed the cancel: the poller ran on and the closing wait hung for good (seen as a
+    300 s hang of 120 cancelled waits under load)."""
+    client = FakeBatchClient()
+    watcher = Watcher(CONFIG, client=client, window=0.5, rand=lambda: 0.5)
+    await watcher.open()
+    async with watcher.subscribe("j1") as subscription:
+        far = asyncio.ensure_future(subscription.check(60.0))  # the poller now sleeps with a timeout
+        await asyncio.sleep(0.05)
+        far.cancel()
+    [poller] = [task for task in watcher._tasks if "poller" in task.get_name()]
+    watcher._changed.set()  # wakes the poller's wait ...
+    await asyncio.sleep(0)  # ... whose inner wait finishes in this iteration
+    closing = asyncio.ensure_future(watcher.close())  # and the cancel lands in the same one
+    done, _ = await asyncio.wait([closing], timeout=2.0)
+    assert closing in done, "close() hung: the poller swallowed its cancel"
+    assert poller.cancelled()

@@ -269,8 +269,11 @@ class BatchPoller:
             if wake_at is None or wake_at > now:
                 watcher._changed.clear()
                 timeout = None if wake_at is None else wake_at - now
+                # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that lands as the
+                # event is set, and close() then waits for good on a poller that runs on.
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(watcher._changed.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await watcher._changed.wait()
                 continue
             feed = watcher.feed
             taken = schedule.take_due(

@@ -45,10 +45,10 @@ async def test_watched_waits_are_not_polled_while_the_watch_is_open(local_servic
             async def wait(job_id: str) -> Any:
                 async with watcher.subscribe(job_id) as subscription:
 
-                    async def counted(delay: float, hold: bool) -> Any:
+                    async def counted(delay: float, hold: bool, unchanged: Any) -> Any:
                         nonlocal lookups
                         lookups += 1
-                        return await subscription.check(delay, hold)
+                        return await subscription.check(delay, hold, unchanged)
 
                     return await wait_for_job(client, WaitSpec(job_id=job_id, poll=PollPolicy(interval=0.5)), lookup=counted)
 
@@ -65,7 +65,7 @@ async def test_many_waits_share_few_batch_requests(local_service: Any) -> None:
     async with JobServiceClient(config) as client:
         # Submitted together, so that on a slow network the first jobs do not end before the last start.
         jobs = await asyncio.gather(*(client.submit(SubmitRequest("sleep", {"seconds": 3})) for _ in range(150)))
-        polls = 0
+        wake_ups = 0
 
         async with shared_watcher(config) as watcher:
             spec = PollPolicy(interval=0.5)
@@ -73,14 +73,17 @@ async def test_many_waits_share_few_batch_requests(local_service: Any) -> None:
             async def wait(job_id: str) -> Any:
                 async with watcher.subscribe(job_id) as subscription:
 
-                    async def counted(delay: float, hold: bool) -> Any:
-                        nonlocal polls
-                        polls += 1
-                        return await subscription.check(delay)  # never held: every check is polled
+                    async def counted(delay: float, hold: bool, unchanged: Any) -> Any:
+                        nonlocal wake_ups
+                        wake_ups += 1
+                        return await subscription.check(delay, False, unchanged)  # never held: every check is polled
 
                     return await wait_for_job(client, WaitSpec(job_id=job_id, poll=spec), lookup=counted)
 
             results = await asyncio.gather(*(wait(j.id) for j in jobs))
             requests = watcher.requests_sent
+            polls = watcher.schedule.checks_added
     assert [r.outcome for r in results] == [Outcome.SUCCESS] * 150
     assert polls >= 150 * 4 and requests * 10 <= polls, (polls, requests)
+    # A wait wakes when its job changes (queued, running, done), not for every check that finds it as it was.
+    assert wake_ups <= 150 * 4 < polls, (wake_ups, polls)

@@ -231,7 +231,7 @@ class LogsOnly:
 async def test_a_check_the_watcher_may_hold_is_still_bounded_by_the_deadline() -> None:
     asked: list[bool] = []
 
-    def lookup(delay: float, hold: bool) -> asyncio.Future[Job]:
+    def lookup(delay: float, hold: bool, unchanged: object = None) -> asyncio.Future[Job]:
         asked.append(hold)
         answer: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
         if len(asked) == 1:

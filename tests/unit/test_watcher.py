@@ -16,6 +16,7 @@ from jobservice_provider.core.config import ServiceConfig
 from jobservice_provider.core.errors import JobNotFoundError, JobServiceError, PermanentError, TransientError
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.policy import RetryPolicy
+from jobservice_provider.core.schedule import Unchanged
 from jobservice_provider.core.watcher import Watcher, shared_watcher
 
 CONFIG = ServiceConfig(base_url="http://127.0.0.1:9", conn_id="fake")
@@ -300,3 +301,71 @@ async def test_closing_ends_the_poller_even_when_it_is_woken_in_the_same_moment(
     done, _ = await asyncio.wait([closing], timeout=2.0)
     assert closing in done, "close() hung: the poller swallowed its cancel"
     assert poller.cancelled()
+
+
+class ScriptedBatchClient(FakeBatchClient):
+    """Answers each batch lookup of a job with the next of its scripted records (the last one repeats)."""
+
+    def __init__(self, script: list[dict[str, object]]) -> None:
+        super().__init__()
+        self.script = script
+
+    async def get_jobs(self, job_ids: Sequence[str]) -> tuple[list[Job], list[str]]:
+        self.batches.append(list(job_ids))
+        record = self.script[min(len(self.batches), len(self.script)) - 1]
+        return [Job.from_json({"id": j, **record}) for j in job_ids], []
+
+
+async def test_a_check_that_finds_its_job_unchanged_checks_again_without_waking_the_wait() -> None:
+    """Most checks of a long job find it as it was; the wait hears of the first that does not.
+    Each check still keeps the wait's own schedule (next_delay), and changes the wait does not act
+    on (a meta field) wake nobody."""
+    running = {"status": "RUNNING", "version": 2}
+    client = ScriptedBatchClient([running, running, {**running, "meta": {"heartbeat": 2}}, {"status": "SUCCEEDED", "version": 3}])
+    async with watching(client, window=0.02) as watcher:
+        loop = asyncio.get_running_loop()
+        last = Job.from_json({"id": "j1", **running})
+        delays: list[float] = []
+
+        def next_delay() -> float:
+            delays.append(0.2)
+            return 0.2
+
+        started = loop.time()
+        async with watcher.subscribe("j1") as subscription:
+            job = await subscription.check(0.2, unchanged=Unchanged(last, next_delay))
+        elapsed = loop.time() - started
+    assert job.raw_status == "SUCCEEDED"  # one answer, the change
+    assert len(client.batches) == 4 and len(delays) == 3  # four checks, the wait woke for none but the last
+    assert 0.7 < elapsed < 1.5, elapsed  # on the wait's schedule: 4 × 0.2 s
+    assert watcher.schedule.checks_added == 4
+
+
+async def test_an_unchanged_job_is_handed_over_when_the_next_check_would_pass_the_horizon() -> None:
+    """The wait has its own business at the horizon (a log read, the job going stale): the last
+    check before it is answered even though the job did not change."""
+    running = {"status": "RUNNING", "version": 2}
+    client = ScriptedBatchClient([running])
+    async with watching(client, window=0.02) as watcher:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with watcher.subscribe("j1") as subscription:
+            last = Job.from_json({"id": "j1", **running})
+            job = await subscription.check(0.2, unchanged=Unchanged(last, lambda: 0.2, horizon=0.7))
+        elapsed = loop.time() - started
+    assert job.raw_status == "RUNNING"
+    assert len(client.batches) == 3 and 0.5 < elapsed < 0.7, (client.batches, elapsed)  # at 0.2, 0.4, 0.6: 0.8 is past 0.7
+
+
+async def test_a_withdrawn_recheck_is_never_sent() -> None:
+    running = {"status": "RUNNING", "version": 2}
+    client = ScriptedBatchClient([running])
+    async with watching(client, window=0.02) as watcher:
+        async with watcher.subscribe("j1") as subscription:
+            last = Job.from_json({"id": "j1", **running})
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.5):  # the wait's deadline
+                    await subscription.check(0.2, unchanged=Unchanged(last, lambda: 0.2))
+        sent = len(client.batches)
+        await asyncio.sleep(0.6)
+    assert sent == 2 and len(client.batches) == 2  # the check due at 0.6 s was dropped with its waiter

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from jobservice_provider.core.job import Job
@@ -27,12 +27,49 @@ DEFAULT_WINDOW = 1.0
 SLACK_FRACTION = 0.1
 
 
+class Unchanged:
+    """What a wait lets the watcher do when a check finds its job as the wait last saw it: check
+    again ``next_delay()`` seconds later without waking the wait (most checks of a long job find
+    nothing new, and a wake-up is most of what a check costs a triggerer), as long as that check
+    falls within ``horizon`` seconds of the first (None: no bound but the wait's own deadline).
+
+    "As last seen" is what the wait acts on: status, version, progress, error and the record's
+    times. Anything else (say, a field of ``meta``) can change without the wait hearing of it.
+    """
+
+    __slots__ = ("horizon", "last", "next_delay", "signature")
+
+    def __init__(self, last: Job, next_delay: Callable[[], float], horizon: float | None = None) -> None:
+        self.last, self.next_delay, self.horizon = last, next_delay, horizon
+        self.signature = _signature(last)
+
+    def holds_for(self, job: Job) -> bool:
+        return job is self.last or _signature(job) == self.signature
+
+
+def _signature(job: Job) -> tuple[Any, ...]:
+    return (job.raw_status, job.version, job.progress, job.error, job.updated_at, job.started_at, job.created_at)
+
+
 class Check:
-    """One pending status check of one wait. ``token`` is the owner's (the watcher's future)."""
+    """One pending status check of one wait. ``token`` is the owner's (the watcher's future);
+    ``unchanged`` and ``until`` (schedule time) say whether and until when an answer that finds
+    the job unchanged is followed by another check instead of being handed over."""
 
-    __slots__ = ("delay", "done", "held", "hold", "job_id", "latest", "not_before", "seq", "token")
+    __slots__ = ("delay", "done", "held", "hold", "job_id", "latest", "not_before", "seq", "token", "unchanged", "until")
 
-    def __init__(self, job_id: str, not_before: float, latest: float, delay: float, hold: bool, seq: int, token: Any) -> None:
+    def __init__(
+        self,
+        job_id: str,
+        not_before: float,
+        latest: float,
+        delay: float,
+        hold: bool,
+        seq: int,
+        token: Any,
+        unchanged: Unchanged | None = None,
+        until: float = float("inf"),
+    ) -> None:
         self.job_id = job_id
         self.not_before = not_before  # the first moment it may be answered
         self.latest = latest  # the last moment it may be answered (unless held)
@@ -42,6 +79,8 @@ class Check:
         self.done = False  # answered, failed or withdrawn
         self.seq = seq
         self.token = token
+        self.unchanged = unchanged
+        self.until = until
 
     def __lt__(self, other: Check) -> bool:
         # (latest, seq) order, without building two tuples per comparison: the heap compares
@@ -72,6 +111,7 @@ class CheckSchedule:
         self.jobs: dict[str, Entry] = {}
         self._heap: list[Check] = []  # by latest moment; done and held checks are skipped lazily
         self._seq = itertools.count()
+        self.checks_added = 0  # every check ever scheduled, rechecks included (for tests and the benchmark)
 
     # -- subscriptions --------------------------------------------------------------------------
     def subscribe(self, job_id: str) -> None:
@@ -96,12 +136,26 @@ class CheckSchedule:
         return entry
 
     # -- checks ---------------------------------------------------------------------------------
-    def add(self, job_id: str, now: float, delay: float, hold: bool = False, token: Any = None) -> Check:
-        """A check of ``job_id`` due ``delay`` seconds after ``now``."""
+    def add(
+        self,
+        job_id: str,
+        now: float,
+        delay: float,
+        hold: bool = False,
+        token: Any = None,
+        unchanged: Unchanged | None = None,
+        until: float | None = None,
+    ) -> Check:
+        """A check of ``job_id`` due ``delay`` seconds after ``now``; with ``unchanged``, checked
+        again while it finds the job unchanged, until ``until`` (default: ``unchanged.horizon``
+        from now)."""
         delay = max(0.0, delay)
         due = now + delay
         slack = min(self.window / 2, delay * SLACK_FRACTION)
-        check = Check(job_id, due - slack, due + slack, delay, hold, next(self._seq), token)
+        if until is None:
+            until = now + unchanged.horizon if unchanged is not None and unchanged.horizon is not None else float("inf")
+        check = Check(job_id, due - slack, due + slack, delay, hold, next(self._seq), token, unchanged, until)
+        self.checks_added += 1
         self._entry(job_id).checks.append(check)
         heapq.heappush(self._heap, check)
         return check

@@ -31,6 +31,7 @@ from jobservice_provider.core.job import Job
 from jobservice_provider.core.logs import LogFollower
 from jobservice_provider.core.policy import PollPolicy, Rand, RetryPolicy
 from jobservice_provider.core.retry import Clock, FailureStreak, OutageLog, Sleep, retry_transient
+from jobservice_provider.core.schedule import Unchanged
 from jobservice_provider.core.status import FAILURE, SUCCESS, TERMINAL, JobStatus, WaitVerdict, verdict
 
 DEFAULT_NOT_FOUND_GRACE = 60.0
@@ -38,7 +39,7 @@ DEFAULT_NOT_FOUND_GRACE = 60.0
 CANCEL_POLL = PollPolicy(interval=1.0)
 DEFAULT_RETRY = RetryPolicy()
 
-Lookup = Callable[[float, bool], Awaitable[Job]]
+Lookup = Callable[[float, bool, Unchanged | None], Awaitable[Job]]
 _log = logging.getLogger(__name__)
 
 
@@ -196,10 +197,14 @@ async def wait_for_job(
     :param check_now: look at once instead of after the random first delay
         (use when nobody has looked at the job yet).
     :param lookup: where status checks go instead of ``client.get_job`` after ``sleep``:
-        ``lookup(delay, hold)`` answers with the record as of ``delay`` seconds from now
+        ``lookup(delay, hold, unchanged)`` answers with the record as of ``delay`` seconds from now
         (the shared watcher, which batches the checks of many waits). With ``hold`` it may answer
         later, when the job changes, if the service would tell it of a change; the wait allows
         that unless it follows the log (which needs regular wake-ups), and bounds it by the deadline.
+        With ``unchanged`` (given once the job has been seen), a check that finds the job as it
+        was is followed by the next one on this wait's schedule without waking the wait, up to
+        the next moment the wait must act itself (a log read, the job going stale); the deadline
+        bounds that too.
 
     With ``spec.follow_logs``, the log is read on a schedule of its own: once the job is known to
     exist, then every ``poll.interval`` (jittered, not growing with the job's age), between
@@ -230,6 +235,11 @@ async def wait_for_job(
     # last time (it is frozen), so what depends only on the job is worked out once per change.
     ending = WaitVerdict.WAITING
     born_at: float | None = None
+
+    def poll_delay() -> float:
+        """The delay before the next status check: the poll policy's, for the job's age now."""
+        age = max(0.0, clock() - born_at) if born_at is not None else clock() - started
+        return spec.poll.next_delay(age, rand)
 
     while True:
         remaining: float | None = None
@@ -269,12 +279,15 @@ async def wait_for_job(
             continue
         try:
             if lookup is not None:
+                unchanged = None
+                if last is not None and streak is None:  # (a streak ends with an answer the wait must see)
+                    unchanged = Unchanged(last, poll_delay, _horizon(clock(), log_due, last, changes))
                 if remaining is None:
-                    job = await lookup(delay, holding)
+                    job = await lookup(delay, holding, unchanged)
                 else:
                     try:
                         async with asyncio.timeout(remaining):
-                            job = await lookup(delay, holding)
+                            job = await lookup(delay, holding, unchanged)
                     except TimeoutError:
                         continue  # the deadline (or the time the job goes stale) came first
             else:
@@ -335,9 +348,14 @@ async def wait_for_job(
                 return _result(Outcome.SUCCESS, describe(job), spec, last, follower)
             case WaitVerdict.FAILED:
                 return _result(Outcome.FAILED, describe(job), spec, last, follower)
-        age = max(0.0, clock() - born_at) if born_at is not None else clock() - started
-        delay = spec.poll.next_delay(age, rand)
+        delay = poll_delay()
         debug("Job %s still %s; next check in %.1fs", job_id, job.raw_status, delay)
+
+
+def _horizon(now: float, log_due: float | None, last: Job, changes: Staleness | None) -> float | None:
+    """Seconds until the wait must act whatever its job does: read the log, or call the job stale."""
+    moments = [moment for moment in (log_due, changes.stale_at(last) if changes else None) if moment is not None]
+    return min(moments) - now if moments else None
 
 
 def _result(outcome: Outcome, message: str, spec: WaitSpec, last: Job | None, follower: LogFollower | None) -> WaitResult:

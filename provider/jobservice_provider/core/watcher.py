@@ -42,7 +42,7 @@ from jobservice_provider.core.errors import (
 from jobservice_provider.core.job import Job
 from jobservice_provider.core.policy import Rand, RetryPolicy
 from jobservice_provider.core.retry import OutageLog
-from jobservice_provider.core.schedule import DEFAULT_WINDOW, Check, CheckSchedule
+from jobservice_provider.core.schedule import DEFAULT_WINDOW, Check, CheckSchedule, Unchanged
 from jobservice_provider.core.sessions import shared_session
 
 log = logging.getLogger(__name__)
@@ -94,10 +94,15 @@ class Subscription:
     def __init__(self, watcher: Watcher, job_id: str, retry: RetryPolicy) -> None:
         self.watcher, self.job_id, self.retry = watcher, job_id, retry
 
-    def check(self, delay: float, hold: bool = False) -> asyncio.Future[Job]:
+    def check(self, delay: float, hold: bool = False, unchanged: Unchanged | None = None) -> asyncio.Future[Job]:
+        """With ``unchanged``, an answer that finds the job as the wait last saw it is not handed
+        over: the job is checked again on the wait's schedule, and the future is answered when
+        the job has changed or the next check would fall after ``unchanged.horizon``."""
         # A plain future rather than a coroutine: a waiting task then holds one object less
         # and a shallower stack (thousands of them wait here at once).
-        return self.watcher._add_check(self.job_id, delay, hold)
+        answer: asyncio.Future[Job] = self.watcher._loop.create_future()
+        self.watcher._schedule_check(self.job_id, delay, hold, answer, unchanged)
+        return answer
 
 
 class Watcher:
@@ -169,16 +174,22 @@ class Watcher:
             for check in self.schedule.unsubscribe(job_id):
                 check.token.cancel()
 
-    def _add_check(self, job_id: str, delay: float, hold: bool) -> asyncio.Future[Job]:
-        answer: asyncio.Future[Job] = self._loop.create_future()
+    def _schedule_check(
+        self,
+        job_id: str,
+        delay: float,
+        hold: bool,
+        answer: asyncio.Future[Job],
+        unchanged: Unchanged | None = None,
+        until: float | None = None,
+    ) -> None:
         # A check whose waiter gave up (its future cancelled, e.g. by the wait's deadline) is
         # found when it falls due and dropped then: a done-callback per check would cost a loop
         # callback for every one of the thousands answered.
-        check = self.schedule.add(job_id, self.now(), delay, hold, answer)
+        check = self.schedule.add(job_id, self.now(), delay, hold, answer, unchanged, until)
         wake_at = self.schedule.wake_at()
         if wake_at is not None and wake_at >= check.latest:
             self._changed.set()  # the new check is the earliest: re-plan the next tick
-        return answer
 
     async def close(self) -> None:
         tasks = list(self._tasks)
@@ -238,9 +249,17 @@ class Watcher:
         if joined:
             self.last_join = self.now()
             self._joined.set()
+        now = self.now()
         for check in checks:
-            if not check.token.done():  # withdrawn by its waiter in the meantime
-                check.token.set_result(job)
+            if check.token.done():  # withdrawn by its waiter in the meantime
+                continue
+            unchanged = check.unchanged
+            if unchanged is not None and unchanged.holds_for(job):
+                delay = unchanged.next_delay()
+                if now + delay < check.until:  # check again on the wait's schedule; it sleeps on
+                    self._schedule_check(job.id, delay, check.hold, check.token, unchanged, check.until)
+                    continue
+            check.token.set_result(job)
 
     def deliver_error(self, checks: Sequence[Check], exc: BaseException) -> None:
         for check in self.schedule.close(list(checks)):

@@ -278,6 +278,8 @@ class LoopMonitor:
     def __exit__(self, *exc: object) -> None:
         loop: Any = self.loop
         del loop._selector.select, loop._run_once  # the class's own methods again
+        # Every second of the run has its entry (0.0: no turn of a millisecond or more).
+        self.per_second.extend([0.0] * (int(time.time() - self.t0) + 1 - len(self.per_second)))
 
     def _record(self, busy: float) -> None:
         self.turns += 1

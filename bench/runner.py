@@ -250,7 +250,6 @@ class LoopMonitor:
         self.max_late_steady = 0.0
         self.stalls = 0
         self.stalls_steady = 0
-        self.turns = 0
         self.per_second: list[float] = []
         self._waited = 0.0
 
@@ -282,7 +281,6 @@ class LoopMonitor:
         self.per_second.extend([0.0] * (int(time.time() - self.t0) + 1 - len(self.per_second)))
 
     def _record(self, busy: float) -> None:
-        self.turns += 1
         in_startup = self.started < self.n
         self.max_late = max(self.max_late, busy)
         if in_startup:

@@ -32,31 +32,35 @@ class Unchanged:
     again ``next_delay()`` seconds later without waking the wait (most checks of a long job find
     nothing new, and a wake-up is most of what a check costs a triggerer), as long as that check
     falls within ``horizon`` seconds of the first (None: no bound but the wait's own deadline).
+    ``until`` is that bound in schedule time, set when the first check is scheduled.
 
     "As last seen" is what the wait acts on: status, version, progress, error and the record's
     times. Anything else (say, a field of ``meta``) can change without the wait hearing of it.
     """
 
-    __slots__ = ("horizon", "last", "next_delay", "signature")
+    __slots__ = ("horizon", "last", "next_delay", "signature", "until")
 
     def __init__(self, last: Job, next_delay: Callable[[], float], horizon: float | None = None) -> None:
         self.last, self.next_delay, self.horizon = last, next_delay, horizon
         self.signature = _signature(last)
+        self.until: float | None = None
 
     def holds_for(self, job: Job) -> bool:
         return job is self.last or _signature(job) == self.signature
 
 
 def _signature(job: Job) -> tuple[Any, ...]:
+    # Everything wait_for_job reads from a record between changes: the status line's fields,
+    # Staleness's signature, and the times the job's age is counted from.
     return (job.raw_status, job.version, job.progress, job.error, job.updated_at, job.started_at, job.created_at)
 
 
 class Check:
     """One pending status check of one wait. ``token`` is the owner's (the watcher's future);
-    ``unchanged`` and ``until`` (schedule time) say whether and until when an answer that finds
-    the job unchanged is followed by another check instead of being handed over."""
+    ``unchanged`` says whether an answer that finds the job unchanged is followed by another
+    check instead of being handed over."""
 
-    __slots__ = ("delay", "done", "held", "hold", "job_id", "latest", "not_before", "seq", "token", "unchanged", "until")
+    __slots__ = ("delay", "done", "held", "hold", "job_id", "latest", "not_before", "seq", "token", "unchanged")
 
     def __init__(
         self,
@@ -68,7 +72,6 @@ class Check:
         seq: int,
         token: Any,
         unchanged: Unchanged | None = None,
-        until: float = float("inf"),
     ) -> None:
         self.job_id = job_id
         self.not_before = not_before  # the first moment it may be answered
@@ -80,7 +83,6 @@ class Check:
         self.seq = seq
         self.token = token
         self.unchanged = unchanged
-        self.until = until
 
     def __lt__(self, other: Check) -> bool:
         # (latest, seq) order, without building two tuples per comparison: the heap compares
@@ -144,17 +146,16 @@ class CheckSchedule:
         hold: bool = False,
         token: Any = None,
         unchanged: Unchanged | None = None,
-        until: float | None = None,
     ) -> Check:
         """A check of ``job_id`` due ``delay`` seconds after ``now``; with ``unchanged``, checked
-        again while it finds the job unchanged, until ``until`` (default: ``unchanged.horizon``
-        from now)."""
+        again while it finds the job unchanged, up to ``unchanged.horizon`` after its first check
+        was scheduled."""
         delay = max(0.0, delay)
         due = now + delay
         slack = min(self.window / 2, delay * SLACK_FRACTION)
-        if until is None:
-            until = now + unchanged.horizon if unchanged is not None and unchanged.horizon is not None else float("inf")
-        check = Check(job_id, due - slack, due + slack, delay, hold, next(self._seq), token, unchanged, until)
+        if unchanged is not None and unchanged.until is None:
+            unchanged.until = now + unchanged.horizon if unchanged.horizon is not None else float("inf")
+        check = Check(job_id, due - slack, due + slack, delay, hold, next(self._seq), token, unchanged)
         self.checks_added += 1
         self._entry(job_id).checks.append(check)
         heapq.heappush(self._heap, check)

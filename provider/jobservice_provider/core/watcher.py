@@ -181,12 +181,11 @@ class Watcher:
         hold: bool,
         answer: asyncio.Future[Job],
         unchanged: Unchanged | None = None,
-        until: float | None = None,
     ) -> None:
         # A check whose waiter gave up (its future cancelled, e.g. by the wait's deadline) is
         # found when it falls due and dropped then: a done-callback per check would cost a loop
         # callback for every one of the thousands answered.
-        check = self.schedule.add(job_id, self.now(), delay, hold, answer, unchanged, until)
+        check = self.schedule.add(job_id, self.now(), delay, hold, answer, unchanged)
         wake_at = self.schedule.wake_at()
         if wake_at is not None and wake_at >= check.latest:
             self._changed.set()  # the new check is the earliest: re-plan the next tick
@@ -256,8 +255,9 @@ class Watcher:
             unchanged = check.unchanged
             if unchanged is not None and unchanged.holds_for(job):
                 delay = unchanged.next_delay()
-                if now + delay < check.until:  # check again on the wait's schedule; it sleeps on
-                    self._schedule_check(job.id, delay, check.hold, check.token, unchanged, check.until)
+                assert unchanged.until is not None  # set when its first check was scheduled
+                if now + delay < unchanged.until:  # check again on the wait's schedule; it sleeps on
+                    self._schedule_check(job.id, delay, check.hold, check.token, unchanged)
                     continue
             check.token.set_result(job)
 
